@@ -1,0 +1,58 @@
+//! The shared gRPC plumbing of [tonic-blueprint]'s layers.
+//!
+//! Every layer of the blueprint needs the same few pieces, and each would get them subtly wrong
+//! on its own. They live here, small and free of heavy dependencies:
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`identity`] | [`RpcIdentity`]: `/pkg.Service/Method` parsed once, stored in the request extensions, and the [`RpcKind`] |
+//! | [`policy`] | [`MethodPolicy`]: one value per method (default, `pkg.Service/*`, exact method), serde-loadable |
+//! | [`rejection`] | [`reject`]: trailers-only gRPC error responses (always HTTP 200) with capped message and details |
+//! | [`outcome`] | [`observe`]: a response-body wrapper that reports the final gRPC status exactly once |
+//! | [`deadline`] | the `grpc-timeout` parser and the [`Deadline`] request extension |
+//! | [`frame`] | the bounded reader of a unary request's length-prefixed message frames |
+//! | [`names`] | the names of the counters every layer feeds through the `metrics` facade |
+//! | [`code`] | gRPC status code names in the Go spelling dashboards expect |
+//!
+//! # Example
+//!
+//! A layer that refuses calls to one method, the way every blueprint layer refuses:
+//! with `Ok` of a trailers-only response, never an HTTP error.
+//!
+//! ```
+//! use tonic_blueprint_core::{RpcIdentity, reject};
+//!
+//! let request = http::Request::builder()
+//!     .uri("/shop.v1.Cart/Checkout")
+//!     .body(())
+//!     .unwrap();
+//! let identity = RpcIdentity::from_request(&request).unwrap();
+//! assert_eq!(identity.service(), "shop.v1.Cart");
+//! assert_eq!(identity.method(), "Checkout");
+//!
+//! let response: http::Response<()> = reject(tonic::Status::unavailable("checkout is closed"));
+//! assert_eq!(response.status(), http::StatusCode::OK);
+//! assert_eq!(response.headers()["grpc-status"], "14");
+//! ```
+//!
+//! [tonic-blueprint]: https://docs.rs/tonic-blueprint
+
+pub mod code;
+pub mod deadline;
+pub mod frame;
+pub mod identity;
+pub mod names;
+pub mod outcome;
+pub mod policy;
+pub mod rejection;
+
+pub use code::code_label;
+pub use deadline::{Deadline, DeadlineSource, encode_grpc_timeout, parse_grpc_timeout};
+pub use frame::{FrameError, MessageCounter, UnaryRequest, read_unary_request};
+pub use identity::{RpcIdentity, RpcKind};
+pub use outcome::{ObservedBody, OnOutcome, Outcome, OutcomeSource, observe};
+pub use policy::MethodPolicy;
+pub use rejection::{MAX_DETAILS_BYTES, MAX_MESSAGE_BYTES, cap_status, reject, status_trailers};
+
+/// A boxed, thread-safe error, as tower and tonic use.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

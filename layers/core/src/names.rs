@@ -1,0 +1,30 @@
+//! The shared counter family every layer feeds.
+//!
+//! Layers record these through the [`metrics`](https://docs.rs/metrics) facade with the labels
+//! `grpc_service` and `grpc_method` (see [`LABEL_SERVICE`], [`LABEL_METHOD`]). No layer
+//! depends on the Metrics layer: whichever recorder the application installs (the blueprint's
+//! Prometheus exporter, or any other) gives them a home, and without one they cost nothing.
+
+/// Label holding the fully qualified service name (`pkg.Service`).
+pub const LABEL_SERVICE: &str = "grpc_service";
+/// Label holding the method name.
+pub const LABEL_METHOD: &str = "grpc_method";
+
+/// Panics recovered by the PanicRecovery layer (counter).
+pub const PANICS_RECOVERED: &str = "grpc_server_panics_recovered_total";
+/// Calls ended by the Timeout layer with DEADLINE_EXCEEDED (counter).
+pub const DEADLINES_EXCEEDED: &str = "grpc_server_deadline_exceeded_total";
+/// Calls refused by the RateLimit layer (counter).
+pub const RATE_LIMITED: &str = "grpc_server_rate_limited_total";
+/// Requests refused by the RequestValidation layer (counter).
+pub const VALIDATION_FAILURES: &str = "grpc_server_validation_failures_total";
+/// Response cache hits (counter).
+pub const CACHE_HITS: &str = "grpc_server_cache_hits_total";
+/// Response cache misses (counter).
+pub const CACHE_MISSES: &str = "grpc_server_cache_misses_total";
+/// Response cache entries stored (counter).
+pub const CACHE_SETS: &str = "grpc_server_cache_sets_total";
+/// Response cache entries deleted or invalidated (counter).
+pub const CACHE_DELETES: &str = "grpc_server_cache_deletes_total";
+/// Response cache backend errors (counter).
+pub const CACHE_ERRORS: &str = "grpc_server_cache_errors_total";
