@@ -358,7 +358,10 @@ mod tests {
         let mut body = chunks(&[b"\0\0\x10\0\0"]);
         body.fail = true; // reading further would fail: it must not get there
         let err = read_unary_request(body, 1024).await.unwrap_err();
-        assert!(matches!(err, FrameError::TooLarge { limit: 1024 }), "{err:?}");
+        assert!(
+            matches!(err, FrameError::TooLarge { limit: 1024 }),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]
@@ -369,7 +372,10 @@ mod tests {
             (&[b"\0\0\0\0\x05ab"], tonic::Code::InvalidArgument),
             (&[b"\x07\0\0\0\0"], tonic::Code::InvalidArgument),
             (&[b"\0\0\0\0\x01a\0\0\0\0\0"], tonic::Code::InvalidArgument),
-            (&[b"\0\0\0\0\x01a", &[0; 64]], tonic::Code::ResourceExhausted),
+            (
+                &[b"\0\0\0\0\x01a", &[0; 64]],
+                tonic::Code::ResourceExhausted,
+            ),
         ];
         for (parts, code) in cases {
             let err = read_unary_request(chunks(parts), 16).await.unwrap_err();

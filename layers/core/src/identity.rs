@@ -224,8 +224,14 @@ mod tests {
     #[test]
     fn kind_labels_match_go_grpc_prometheus() {
         assert_eq!(RpcKind::from_streaming(false, false).as_str(), "unary");
-        assert_eq!(RpcKind::from_streaming(true, false).as_str(), "client_stream");
-        assert_eq!(RpcKind::from_streaming(false, true).as_str(), "server_stream");
+        assert_eq!(
+            RpcKind::from_streaming(true, false).as_str(),
+            "client_stream"
+        );
+        assert_eq!(
+            RpcKind::from_streaming(false, true).as_str(),
+            "server_stream"
+        );
         assert_eq!(RpcKind::from_streaming(true, true).as_str(), "bidi_stream");
     }
 }

@@ -165,11 +165,7 @@ impl<T> MethodPolicy<T> {
                 .map(|(name, entry)| {
                     let entry = ServiceEntry {
                         all: entry.all.map(&mut f),
-                        methods: entry
-                            .methods
-                            .into_iter()
-                            .map(|(m, v)| (m, f(v)))
-                            .collect(),
+                        methods: entry.methods.into_iter().map(|(m, v)| (m, f(v))).collect(),
                     };
                     (name, entry)
                 })
@@ -275,7 +271,9 @@ mod tests {
 
     #[test]
     fn map_keeps_every_override() {
-        let policy = MethodPolicy::new(1).with_service("a.S", 2).with_method("a.S/M", 3);
+        let policy = MethodPolicy::new(1)
+            .with_service("a.S", 2)
+            .with_method("a.S/M", 3);
         let doubled = policy.map(|v| v * 10);
         assert_eq!(*doubled.get(&id("/a.S/M")), 30);
         assert_eq!(*doubled.get(&id("/a.S/N")), 20);

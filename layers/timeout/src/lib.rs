@@ -1,1 +1,96 @@
-//! placeholder
+//! gRPC-correct deadlines for tonic services.
+//!
+//! [`TimeoutLayer`] gives every call a deadline: the earlier of the server's policy for the
+//! method (30 s unless configured, per service or method through a
+//! [`MethodPolicy`](tonic_blueprint_core::MethodPolicy)) and the client's `grpc-timeout`.
+//!
+//! - Before the response headers, expiry answers **DEADLINE_EXCEEDED** as a trailers-only
+//!   response (HTTP 200) and drops the handler's future, cancelling its work.
+//! - After the headers, a streaming response still running at the deadline is ended with
+//!   **DEADLINE_EXCEEDED** in its trailers; the handler's stream is dropped.
+//! - The effective [`Deadline`](tonic_blueprint_core::Deadline) is in the request extensions,
+//!   where handlers read what is left (`request.extensions().get::<Deadline>()`).
+//! - A malformed `grpc-timeout` (more than 8 digits, an unknown unit, ...) is ignored, as tonic
+//!   and grpc-java do: the server policy still bounds the call.
+//! - Every expiry increments the shared counter
+//!   [`grpc_server_deadline_exceeded_total`](tonic_blueprint_core::names::DEADLINES_EXCEEDED).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tonic::transport::Server;
+//! use tonic_blueprint_timeout::TimeoutLayer;
+//!
+//! # async fn run(svc: tonic::service::Routes) -> Result<(), Box<dyn std::error::Error>> {
+//! let timeouts = TimeoutLayer::new(Duration::from_secs(30))
+//!     .with_service("reports.v1.Reports", Duration::from_secs(120))
+//!     .with_method("payments.v1.PaymentService/GetPayment", Duration::from_secs(2))
+//!     // A long-lived watch stream: no server deadline (a client's grpc-timeout still applies).
+//!     .without_timeout("payments.v1.PaymentService/WatchPayments");
+//!
+//! Server::builder()
+//!     .layer(timeouts)
+//!     .add_routes(svc)
+//!     .serve("127.0.0.1:50051".parse()?)
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Do not combine with `Server::timeout`
+//!
+//! tonic's own [`Server::timeout`](tonic::transport::Server::timeout) answers CANCELLED
+//! ("Timeout expired") rather than DEADLINE_EXCEEDED, bounds only the time to the response
+//! headers (a stream runs on past it) and cannot vary per method. It sits outside every layer,
+//! so with a shorter or equal value it fires first and this layer never answers. Set the
+//! server-wide default here instead.
+//!
+//! tonic always applies a client's `grpc-timeout` in that same outer timer, even without
+//! `Server::timeout`. This layer therefore fires 1 ms before a deadline that comes from the
+//! client, so that the client receives DEADLINE_EXCEEDED rather than tonic's CANCELLED.
+//!
+//! # Clients
+//!
+//! tonic's *client* applies a request's timeout locally too and answers CANCELLED
+//! ("Timeout expired") when its own timer fires before the server's DEADLINE_EXCEEDED
+//! arrives. That is the client's behaviour; grpc-go and grpc-java clients report
+//! DEADLINE_EXCEEDED.
+//!
+//! # Serde
+//!
+//! [`MethodTimeout`] reads `"30s"`, `"250ms"`, `"2m"`, a number of seconds, or `"none"`, so a
+//! whole policy loads from configuration:
+//!
+//! ```
+//! use tonic_blueprint_core::MethodPolicy;
+//! use tonic_blueprint_timeout::{MethodTimeout, TimeoutLayer};
+//!
+//! let policy: MethodPolicy<MethodTimeout> = serde_json::from_str(
+//!     r#"{ "default": "30s", "payments.v1.PaymentService/WatchPayments": "none" }"#,
+//! ).unwrap();
+//! let layer = TimeoutLayer::from_policy(policy);
+//! ```
+
+mod body;
+mod future;
+mod layer;
+mod service;
+mod setting;
+
+pub use body::TimeoutBody;
+pub use future::ResponseFuture;
+pub use layer::TimeoutLayer;
+pub use service::Timeout;
+pub use setting::{DEFAULT_TIMEOUT, MethodTimeout};
+
+/// The message clients receive with DEADLINE_EXCEEDED.
+pub const DEADLINE_EXCEEDED_MESSAGE: &str = "deadline exceeded";
+
+fn deadline_exceeded(id: &tonic_blueprint_core::RpcIdentity) -> tonic::Status {
+    use tonic_blueprint_core::names;
+    metrics::counter!(
+        names::DEADLINES_EXCEEDED,
+        names::LABEL_SERVICE => id.service().to_owned(),
+        names::LABEL_METHOD => id.method().to_owned(),
+    )
+    .increment(1);
+    tonic::Status::deadline_exceeded(DEADLINE_EXCEEDED_MESSAGE)
+}
