@@ -1,0 +1,98 @@
+//! What operators see of a recovered panic: one error event with its location, and the
+//! shared counter. Its own test binary, since it installs the global subscriber and recorder.
+
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use tonic::transport::Server;
+use tonic_blueprint_core::names;
+use tonic_blueprint_panic_recovery::PanicRecoveryLayer;
+use tonic_blueprint_testkit::pb::TestRequest;
+use tonic_blueprint_testkit::{SERVER_STREAM, TestServer, UNARY};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_recovered_panic_is_logged_with_its_location_and_counted() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .init();
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder.install().expect("install the recorder");
+
+    let server = TestServer::start(Server::builder().layer(PanicRecoveryLayer::new())).await;
+    let raw = server.raw();
+    raw.call(UNARY, &[TestRequest::echo("x").panic()], &[])
+        .await
+        .expect("call");
+    raw.call(
+        SERVER_STREAM,
+        &[TestRequest::echo("x").count(2).panic().mid_stream()],
+        &[],
+    )
+    .await
+    .expect("call");
+
+    let text = String::from_utf8(logs.0.lock().expect("logs").clone()).expect("utf-8 logs");
+    let events: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("panic recovered"))
+        .collect();
+    assert_eq!(events.len(), 2, "{text}");
+    for (event, method, phase) in [
+        (events[0], "Unary", "handler"),
+        (events[1], "ServerStream", "stream"),
+    ] {
+        assert!(event.contains("ERROR"), "{event}");
+        assert!(event.contains("blueprint.test.v1.TestService"), "{event}");
+        assert!(event.contains(method), "{event}");
+        assert!(
+            event.contains(&format!("panic.phase=\"{phase}\"")),
+            "{event}"
+        );
+        // The location points into the handler that panicked.
+        assert!(event.contains("testkit/src/service.rs:"), "{event}");
+        assert!(
+            event.contains("hunter2"),
+            "the server log keeps the panic message: {event}"
+        );
+    }
+
+    let snapshot = snapshotter.snapshot().into_vec();
+    let mut counted = Vec::new();
+    for (key, _, _, value) in snapshot {
+        if key.key().name() == names::PANICS_RECOVERED {
+            let method = key
+                .key()
+                .labels()
+                .find(|l| l.key() == names::LABEL_METHOD)
+                .map(|l| l.value().to_owned());
+            if let DebugValue::Counter(n) = value {
+                counted.push((method, n));
+            }
+        }
+    }
+    counted.sort();
+    assert_eq!(
+        counted,
+        [
+            (Some("ServerStream".to_owned()), 1),
+            (Some("Unary".to_owned()), 1)
+        ]
+    );
+}
