@@ -1,1 +1,49 @@
-//! placeholder
+//! # tonic-blueprint
+//!
+//! The production blueprint of a gRPC microservice as Tower layers for
+//! [tonic](https://docs.rs/tonic): add them with `Server::builder().layer(..)` and every RPC,
+//! unary or streaming, gets what a platform team would hand-build, gRPC-correct.
+//!
+//! | feature (default on) | crate | what it gives |
+//! |---|---|---|
+//! | `timeout` | [`tonic-blueprint-timeout`](timeout) | deadlines: DEADLINE_EXCEEDED for unary and streaming calls, per-method policy, `grpc-timeout` honoured |
+//! | `panic-recovery` | [`tonic-blueprint-panic-recovery`](panic_recovery) | panics in handlers and mid-stream become INTERNAL, logged with their location, never leaked |
+//! | (always) | [`tonic-blueprint-core`](core) | the shared plumbing: RPC identity, method policy, trailers-only rejections, outcome observer, deadlines, frames |
+//!
+//! Each layer is its own crate: depend on one alone to compile nothing else.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tonic::transport::Server;
+//! use tonic_blueprint::panic_recovery::PanicRecoveryLayer;
+//! use tonic_blueprint::timeout::TimeoutLayer;
+//! use tower::ServiceBuilder;
+//!
+//! # async fn run(routes: tonic::service::Routes) -> Result<(), Box<dyn std::error::Error>> {
+//! let layers = ServiceBuilder::new()
+//!     // Outermost first: panics inside the deadline are recovered too.
+//!     .layer(PanicRecoveryLayer::new())
+//!     .layer(TimeoutLayer::new(Duration::from_secs(30)));
+//!
+//! Server::builder()
+//!     .layer(layers)
+//!     .add_routes(routes)
+//!     .serve("127.0.0.1:50051".parse()?)
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The order of the full blueprint stack (outermost first) is RequestLogging, Metrics,
+//! PanicRecovery, Timeout, RateLimit, RequestValidation, ResponseCache; each layer also works
+//! alone and in any order.
+
+#[doc(inline)]
+pub use tonic_blueprint_core as core;
+
+#[cfg(feature = "timeout")]
+#[doc(inline)]
+pub use tonic_blueprint_timeout as timeout;
+
+#[cfg(feature = "panic-recovery")]
+#[doc(inline)]
+pub use tonic_blueprint_panic_recovery as panic_recovery;

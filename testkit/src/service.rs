@@ -159,11 +159,12 @@ impl test_service_server::TestService for TestService {
         let deadline_remaining_ms = deadline_ms(&request);
         let request = request.into_inner();
         let acts = request.action != Action::EchoUnspecified as i32;
-        if acts && !request.mid_stream {
-            if let Err(status) = sleep_and_act(&request).await {
-                guard.complete();
-                return Err(status);
-            }
+        if acts
+            && !request.mid_stream
+            && let Err(status) = sleep_and_act(&request).await
+        {
+            guard.complete();
+            return Err(status);
         }
         let count = match (request.response_count.max(1), acts && request.mid_stream) {
             (n, true) => n.max(2),
@@ -181,11 +182,12 @@ impl test_service_server::TestService for TestService {
                 if request.sleep_ms > 0 {
                     tokio::time::sleep(Duration::from_millis(u64::from(request.sleep_ms))).await;
                 }
-                if i == 1 && request.mid_stream {
-                    if let Err(status) = act(&request) {
-                        guard.complete();
-                        return Some((Err(status), (i + 1, None)));
-                    }
+                if i == 1
+                    && request.mid_stream
+                    && let Err(status) = act(&request)
+                {
+                    guard.complete();
+                    return Some((Err(status), (i + 1, None)));
                 }
                 let response = TestResponse {
                     payload: request.payload.clone(),

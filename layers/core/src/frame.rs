@@ -170,10 +170,8 @@ where
         } else {
             &rest[..]
         };
-        if let Some(len) = declared_len(seen) {
-            if len > limit {
-                return Err(FrameError::TooLarge { limit });
-            }
+        if declared_len(seen).is_some_and(|len| len > limit) {
+            return Err(FrameError::TooLarge { limit });
         }
         if total > max_total {
             return Err(FrameError::TooLarge { limit });

@@ -171,14 +171,14 @@ where
             )),
             None => Some((Code::Unknown, OutcomeSource::EndOfStream)),
         };
-        if let Some((code, source)) = decided {
-            if let Some(on) = this.on.take() {
-                on.on_outcome(Outcome {
-                    code,
-                    source,
-                    messages_sent: this.counter.total(),
-                });
-            }
+        if let Some((code, source)) = decided
+            && let Some(on) = this.on.take()
+        {
+            on.on_outcome(Outcome {
+                code,
+                source,
+                messages_sent: this.counter.total(),
+            });
         }
         Poll::Ready(frame)
     }

@@ -5,11 +5,16 @@ use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
 
+/// Not inside [`catch`]: the previous hook handles the panic.
+const OUTSIDE: u8 = 0;
+/// Inside [`catch`]: record the location only.
+const RECORD: u8 = 1;
+/// Inside [`catch`]: record the location and call the previous hook too.
+const RECORD_AND_FORWARD: u8 = 2;
+
 thread_local! {
-    /// Whether a panic on this thread happens inside [`catch`].
-    static CATCHING: Cell<bool> = const { Cell::new(false) };
-    /// Whether the previous hook still runs for such a panic.
-    static FORWARD: Cell<bool> = const { Cell::new(false) };
+    /// What the hook does for a panic on this thread (one cell: one TLS access per catch).
+    static MODE: Cell<u8> = const { Cell::new(OUTSIDE) };
     /// `file:line:column` of the last panic caught on this thread.
     static LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
 }
@@ -21,14 +26,15 @@ pub(crate) fn install() {
     INSTALL.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
-            if !CATCHING.with(Cell::get) {
+            let mode = MODE.with(Cell::get);
+            if mode == OUTSIDE {
                 return previous(info);
             }
             let location = info
                 .location()
                 .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
             LOCATION.with(|slot| *slot.borrow_mut() = location);
-            if FORWARD.with(Cell::get) {
+            if mode == RECORD_AND_FORWARD {
                 previous(info);
             }
         }));
@@ -43,12 +49,12 @@ pub(crate) struct Caught {
 
 /// Runs `f`, catching a panic with its message and location.
 pub(crate) fn catch<R>(forward: bool, f: impl FnOnce() -> R) -> Result<R, Caught> {
-    let was_catching = CATCHING.with(|c| c.replace(true));
-    let was_forwarding = FORWARD.with(|c| c.replace(forward));
-    LOCATION.with(|slot| slot.borrow_mut().take());
+    let mode = if forward { RECORD_AND_FORWARD } else { RECORD };
+    let previous_mode = MODE.with(|m| m.replace(mode));
     let result = panic::catch_unwind(AssertUnwindSafe(f));
-    CATCHING.with(|c| c.set(was_catching));
-    FORWARD.with(|c| c.set(was_forwarding));
+    MODE.with(|m| m.set(previous_mode));
+    // LOCATION is taken when read, so it only ever holds the location of the panic just
+    // caught (or nothing, when a hook installed after ours replaced it).
     result.map_err(|payload| {
         let message = payload_message(payload.as_ref());
         // The payload's own destructor could panic; never let that escape.

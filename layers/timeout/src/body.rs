@@ -4,8 +4,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
-use tokio::time::Sleep;
+use std::task::{Context, Poll};
+use tokio::time::{Instant, Sleep};
 use tonic_blueprint_core::{RpcIdentity, status_trailers};
 
 pin_project! {
@@ -16,16 +16,21 @@ pin_project! {
     pub struct TimeoutBody<B> {
         #[pin]
         inner: Option<B>,
-        timer: Option<Pin<Box<Sleep>>>,
+        // Armed only once the body first waits: a unary body, ready at once, never registers
+        // a timer.
+        #[pin]
+        timer: Option<Sleep>,
+        fire_at: Option<Instant>,
         id: Option<RpcIdentity>,
     }
 }
 
 impl<B> TimeoutBody<B> {
-    pub(crate) fn new(inner: B, timer: Option<Pin<Box<Sleep>>>, id: RpcIdentity) -> Self {
+    pub(crate) fn new(inner: B, fire_at: Option<Instant>, id: RpcIdentity) -> Self {
         Self {
             inner: Some(inner),
-            timer,
+            timer: None,
+            fire_at,
             id: Some(id),
         }
     }
@@ -37,6 +42,7 @@ impl<B> Default for TimeoutBody<B> {
         Self {
             inner: None,
             timer: None,
+            fire_at: None,
             id: None,
         }
     }
@@ -45,7 +51,7 @@ impl<B> Default for TimeoutBody<B> {
 impl<B> std::fmt::Debug for TimeoutBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TimeoutBody")
-            .field("deadline", &self.timer.as_ref().map(|t| t.deadline()))
+            .field("fire_at", &self.fire_at)
             .field("done", &self.inner.is_none())
             .finish()
     }
@@ -63,28 +69,50 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut this = self.project();
-        // The timer comes first: a body that is always ready must not outrun its deadline.
-        if let Some(timer) = this.timer.as_mut() {
-            if timer.as_mut().poll(cx).is_ready() {
-                *this.timer = None;
-                this.inner.set(None);
-                let id = this.id.take().unwrap_or_else(RpcIdentity::unknown);
-                let trailers = status_trailers(crate::deadline_exceeded(&id));
-                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-            }
-        }
         let Some(inner) = this.inner.as_mut().as_pin_mut() else {
             return Poll::Ready(None);
         };
-        let frame = ready!(inner.poll_frame(cx));
-        let finished = match &frame {
-            None | Some(Err(_)) => true,
-            Some(Ok(frame)) => frame.is_trailers(),
+        let Some(fire_at) = *this.fire_at else {
+            return inner.poll_frame(cx);
         };
-        if finished {
-            *this.timer = None;
+        // The deadline comes first: a body that is always ready must not outrun it.
+        let expired = match this.timer.as_mut().as_pin_mut() {
+            Some(timer) => timer.poll(cx).is_ready(),
+            None => Instant::now() >= fire_at,
+        };
+        if !expired {
+            match inner.poll_frame(cx) {
+                Poll::Ready(frame) => {
+                    let finished = match &frame {
+                        None | Some(Err(_)) => true,
+                        Some(Ok(frame)) => frame.is_trailers(),
+                    };
+                    if finished {
+                        *this.fire_at = None;
+                        this.timer.set(None);
+                    }
+                    return Poll::Ready(frame);
+                }
+                Poll::Pending if this.timer.is_some() => return Poll::Pending,
+                Poll::Pending => {
+                    this.timer.set(Some(tokio::time::sleep_until(fire_at)));
+                    let timer_ready = this
+                        .timer
+                        .as_mut()
+                        .as_pin_mut()
+                        .is_some_and(|t| t.poll(cx).is_ready());
+                    if !timer_ready {
+                        return Poll::Pending;
+                    }
+                }
+            }
         }
-        Poll::Ready(frame)
+        *this.fire_at = None;
+        this.timer.set(None);
+        this.inner.set(None);
+        let id = this.id.take().unwrap_or_else(RpcIdentity::unknown);
+        let trailers = status_trailers(crate::deadline_exceeded(&id));
+        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -97,7 +125,7 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             // The deadline may add trailers: an exact hint would be a lie.
-            Some(inner) if self.timer.is_some() => {
+            Some(inner) if self.fire_at.is_some() => {
                 let mut hint = SizeHint::new();
                 hint.set_lower(inner.size_hint().lower());
                 hint

@@ -1,11 +1,11 @@
-//! The response future: the handler against the timer until the response headers.
+//! The response future: the handler against the deadline until the response headers.
 
 use crate::body::TimeoutBody;
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tonic_blueprint_core::{RpcIdentity, reject};
 
 pin_project! {
@@ -13,14 +13,23 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        timer: Option<Pin<Box<Sleep>>>,
+        // Armed only once the handler first waits: a handler that answers on its first poll
+        // never pays for registering a timer.
+        #[pin]
+        timer: Option<Sleep>,
+        fire_at: Option<Instant>,
         id: RpcIdentity,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, timer: Option<Pin<Box<Sleep>>>, id: RpcIdentity) -> Self {
-        Self { inner, timer, id }
+    pub(crate) fn new(inner: F, fire_at: Option<Instant>, id: RpcIdentity) -> Self {
+        Self {
+            inner,
+            timer: None,
+            fire_at,
+            id,
+        }
     }
 }
 
@@ -28,7 +37,7 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("rpc", &self.id)
-            .field("deadline", &self.timer.as_ref().map(|t| t.deadline()))
+            .field("fire_at", &self.fire_at)
             .finish()
     }
 }
@@ -40,21 +49,27 @@ where
     type Output = Result<http::Response<TimeoutBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         if let Poll::Ready(result) = this.inner.poll(cx) {
-            let timer = this.timer.take();
+            let fire_at = *this.fire_at;
+            let id = this.id.clone();
             return Poll::Ready(result.map(|response| {
-                // A trailers-only response is complete: a timer on its (empty) body could only
-                // add a second, contradicting status.
-                let timer = timer.filter(|_| !response.headers().contains_key("grpc-status"));
-                let id = this.id.clone();
-                response.map(|body| TimeoutBody::new(body, timer, id))
+                // A trailers-only response is complete: a deadline on its (empty) body could
+                // only add a second, contradicting status.
+                let fire_at = fire_at.filter(|_| !response.headers().contains_key("grpc-status"));
+                response.map(|body| TimeoutBody::new(body, fire_at, id))
             }));
         }
-        if let Some(timer) = this.timer.as_mut() {
-            if timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Ok(reject(crate::deadline_exceeded(this.id))));
-            }
+        let Some(fire_at) = *this.fire_at else {
+            return Poll::Pending;
+        };
+        if this.timer.is_none() {
+            this.timer.set(Some(tokio::time::sleep_until(fire_at)));
+        }
+        if let Some(timer) = this.timer.as_pin_mut()
+            && timer.poll(cx).is_ready()
+        {
+            return Poll::Ready(Ok(reject(crate::deadline_exceeded(this.id))));
         }
         Poll::Pending
     }

@@ -75,17 +75,16 @@ where
         let id = RpcIdentity::get_or_insert(&mut request);
         let server = self.policy.get(&id).duration();
         let client = client_timeout(request.headers());
-        let timer = Deadline::effective(server, client).map(|deadline| {
+        let fire_at = Deadline::effective(server, client).map(|deadline| {
             request.extensions_mut().insert(deadline);
-            let fire_at = match deadline.source() {
+            match deadline.source() {
                 DeadlineSource::Client => deadline
                     .expires_at()
                     .checked_sub(CLIENT_DEADLINE_LEAD)
                     .unwrap_or(deadline.expires_at()),
                 DeadlineSource::Server => deadline.expires_at(),
-            };
-            Box::pin(tokio::time::sleep_until(fire_at))
+            }
         });
-        ResponseFuture::new(self.inner.call(request), timer, id)
+        ResponseFuture::new(self.inner.call(request), fire_at, id)
     }
 }
