@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the local services the integration tests talk to are running on loopback:
 # PostgreSQL (127.0.0.1:5432, trust auth, database `test`), Redis (127.0.0.1:6379) and
-# NATS with JetStream (127.0.0.1:4222). Installs the Debian packages when they are missing,
+# NATS with JetStream (127.0.0.1:4222), and promtool for checking /metrics. Installs the Debian packages when they are missing,
 # starts what is stopped, and never stops or restarts a service that is already up.
 set -euo pipefail
 
@@ -37,7 +37,7 @@ ensure_packages() {
     apt_updated=1
   fi
   log "installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 start_postgres() {
@@ -79,8 +79,24 @@ start_nats() {
   wait_port 4222 NATS
 }
 
+ensure_promtool() {
+  command -v promtool >/dev/null && return 0
+  # promtool ships in Debian's prometheus package; keep the package's server from starting
+  # (it would take port 9090) while it installs.
+  local had_policy=0
+  [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+  if [ $had_policy -eq 0 ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+  fi
+  ensure_packages prometheus || true
+  [ $had_policy -eq 1 ] || rm -f /usr/sbin/policy-rc.d
+  command -v promtool >/dev/null || { log "promtool could not be installed"; return 1; }
+}
+
 start_postgres
 ensure_test_database
 start_redis
 start_nats
+ensure_promtool
 log "PostgreSQL 127.0.0.1:5432, Redis 127.0.0.1:6379 and NATS 127.0.0.1:4222 are up"

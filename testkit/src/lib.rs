@@ -26,6 +26,7 @@
 //! # }
 //! ```
 
+pub mod prom;
 mod raw;
 mod request;
 mod server;
@@ -45,6 +46,11 @@ pub use service::{HandlerCounts, PANIC_TEXT, TestService};
 pub mod pb {
     tonic::include_proto!("blueprint.test.v1");
 }
+
+/// The encoded `FileDescriptorSet` of the test proto (for reflection and
+/// [`MethodRegistry`](tonic_blueprint_core::MethodRegistry)).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/test_descriptor.bin"));
 
 /// Path of the unary method.
 pub const UNARY: &str = "/blueprint.test.v1.TestService/Unary";

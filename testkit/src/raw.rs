@@ -37,9 +37,11 @@ pub struct RawResponse {
 impl RawClient {
     /// A client for `addr`.
     pub fn new(addr: SocketAddr) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .http2_only(true)
-            .build_http();
+            .build(connector);
         Self { addr, client }
     }
 

@@ -62,6 +62,18 @@ pub fn code_from_headers(headers: &http::HeaderMap) -> Option<Code> {
     Some(code)
 }
 
+/// The status code of the first `tonic::Status` in an error's source chain, if any.
+pub fn code_from_error(err: &(dyn std::error::Error + 'static)) -> Option<Code> {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if let Some(status) = e.downcast_ref::<tonic::Status>() {
+            return Some(status.code());
+        }
+        source = e.source();
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

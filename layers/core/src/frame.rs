@@ -246,6 +246,70 @@ impl Body for ReplayBody {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A request body that reports each complete message it passes on (for received-message
+    /// counts), without buffering.
+    pub struct CountedBody<B, F> {
+        #[pin]
+        inner: B,
+        counter: MessageCounter,
+        on_messages: F,
+    }
+}
+
+impl<B, F: FnMut(u64)> CountedBody<B, F> {
+    /// Wraps `inner`; `on_messages` is called with the number of messages each chunk completed.
+    pub fn new(inner: B, on_messages: F) -> Self {
+        Self {
+            inner,
+            counter: MessageCounter::default(),
+            on_messages,
+        }
+    }
+}
+
+impl<B, F> fmt::Debug for CountedBody<B, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CountedBody")
+            .field("messages", &self.counter.total())
+            .finish()
+    }
+}
+
+impl<B, F> Body for CountedBody<B, F>
+where
+    B: Body<Data = Bytes>,
+    F: FnMut(u64),
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        if let Some(Ok(frame)) = &frame
+            && let Some(data) = frame.data_ref()
+        {
+            let completed = this.counter.feed(data);
+            if completed > 0 {
+                (this.on_messages)(completed);
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Counts complete gRPC messages in a stream of data chunks, without buffering them.
 ///
 /// ```

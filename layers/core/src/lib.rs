@@ -12,6 +12,9 @@
 //! | [`deadline`] | the `grpc-timeout` parser and the [`Deadline`] request extension |
 //! | [`frame`] | the bounded reader of a unary request's length-prefixed message frames |
 //! | [`names`] | the names of the counters every layer feeds through the `metrics` facade |
+//! | [`registry`] | [`MethodRegistry`]: each method's kind and `NO_SIDE_EFFECTS` marking, from the descriptors |
+//! | [`request_id`] | [`RequestId`]: the id every log line of a call carries |
+//! | [`events`] | structured log events with fixed field names (gRPC request, database query, cache operation) |
 //! | [`code`] | gRPC status code names in the Go spelling dashboards expect |
 //!
 //! # Example
@@ -39,20 +42,25 @@
 
 pub mod code;
 pub mod deadline;
+pub mod events;
 pub mod frame;
 pub mod identity;
 pub mod names;
 pub mod outcome;
 pub mod policy;
+pub mod registry;
 pub mod rejection;
+pub mod request_id;
 
 pub use code::code_label;
 pub use deadline::{Deadline, DeadlineSource, encode_grpc_timeout, parse_grpc_timeout};
-pub use frame::{FrameError, MessageCounter, UnaryRequest, read_unary_request};
+pub use frame::{CountedBody, FrameError, MessageCounter, UnaryRequest, read_unary_request};
 pub use identity::{RpcIdentity, RpcKind};
 pub use outcome::{ObservedBody, OnOutcome, Outcome, OutcomeSource, observe};
 pub use policy::MethodPolicy;
+pub use registry::{MethodInfo, MethodRegistry};
 pub use rejection::{MAX_DETAILS_BYTES, MAX_MESSAGE_BYTES, cap_status, reject, status_trailers};
+pub use request_id::RequestId;
 
 /// A boxed, thread-safe error, as tower and tonic use.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -25,14 +25,14 @@
 //! ```
 
 use crate::BoxError;
-use crate::code::{code_from_headers, code_from_http_status};
+use crate::code::{code_from_error, code_from_headers, code_from_http_status};
 use crate::frame::MessageCounter;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use tonic::{Code, Status};
+use tonic::Code;
 
 /// Where the final status came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +64,10 @@ pub struct Outcome {
 pub trait OnOutcome {
     /// Called exactly once, with the final status.
     fn on_outcome(self, outcome: Outcome);
+
+    /// Called as response messages complete, with how many just did (live counts for long
+    /// streams). Does nothing unless overridden.
+    fn on_messages_sent(&mut self, _count: u64) {}
 }
 
 impl<F: FnOnce(Outcome)> OnOutcome for F {
@@ -156,7 +160,12 @@ where
         let decided = match &frame {
             Some(Ok(frame)) => match (frame.data_ref(), frame.trailers_ref()) {
                 (Some(data), _) => {
-                    this.counter.feed(data);
+                    let completed = this.counter.feed(data);
+                    if completed > 0
+                        && let Some(on) = this.on.as_mut()
+                    {
+                        on.on_messages_sent(completed);
+                    }
                     None
                 }
                 (None, Some(trailers)) => Some((
@@ -166,7 +175,7 @@ where
                 (None, None) => None,
             },
             Some(Err(e)) => Some((
-                error_code(e.as_ref()).unwrap_or(Code::Unknown),
+                code_from_error(e.as_ref()).unwrap_or(Code::Unknown),
                 OutcomeSource::BodyError,
             )),
             None => Some((Code::Unknown, OutcomeSource::EndOfStream)),
@@ -190,17 +199,6 @@ where
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
-}
-
-fn error_code(err: &(dyn std::error::Error + 'static)) -> Option<Code> {
-    let mut source = Some(err);
-    while let Some(e) = source {
-        if let Some(status) = e.downcast_ref::<Status>() {
-            return Some(status.code());
-        }
-        source = e.source();
-    }
-    None
 }
 
 #[cfg(test)]
@@ -262,7 +260,7 @@ mod tests {
 
     #[tokio::test]
     async fn body_error_reports_the_status_inside_it() {
-        let err: BoxError = Box::new(Status::data_loss("gone"));
+        let err: BoxError = Box::new(tonic::Status::data_loss("gone"));
         let (response, seen) = run(vec![message(), Err(err)]);
         assert!(response.into_body().collect().await.is_err());
         let seen = seen.lock().unwrap();

@@ -1,0 +1,70 @@
+//! The request id every log line and event of a call carries.
+//!
+//! The RequestLogging layer takes a client's `x-request-id` (when printable and at most
+//! [`MAX_LEN`] characters) or generates one, and stores it here; handlers, the database and
+//! NATS helpers read it back to carry it on.
+
+use http::HeaderValue;
+use std::fmt;
+
+/// The metadata key of the request id.
+pub const HEADER: &str = "x-request-id";
+/// The longest request id accepted from a client.
+pub const MAX_LEN: usize = 128;
+
+/// A call's request id, in the request extensions.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// A client-supplied id, if it is 1 to [`MAX_LEN`] printable ASCII characters.
+    ///
+    /// ```
+    /// use tonic_blueprint_core::RequestId;
+    /// assert!(RequestId::accept(&"abc-123".parse().unwrap()).is_some());
+    /// assert!(RequestId::accept(&"a\u{7f}b".as_bytes().try_into().unwrap()).is_none());
+    /// assert!(RequestId::accept(&"x".repeat(129).parse().unwrap()).is_none());
+    /// ```
+    pub fn accept(value: &HeaderValue) -> Option<Self> {
+        let bytes = value.as_bytes();
+        let printable = bytes.iter().all(|b| (0x21..=0x7e).contains(b));
+        (!bytes.is_empty() && bytes.len() <= MAX_LEN && printable).then(|| Self(value.clone()))
+    }
+
+    /// An id from a string the server generated (for example a UUID).
+    ///
+    /// Returns `None` when it is not an acceptable id.
+    pub fn from_generated(id: &str) -> Option<Self> {
+        HeaderValue::from_str(id)
+            .ok()
+            .and_then(|v| Self::accept(&v))
+    }
+
+    /// The id stored in a request's extensions, if any.
+    pub fn from_request<B>(request: &http::Request<B>) -> Option<Self> {
+        request.extensions().get::<Self>().cloned()
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        // Only printable ASCII is ever accepted.
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The id as a header value, to echo or pass on.
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RequestId({})", self.as_str())
+    }
+}

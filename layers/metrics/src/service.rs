@@ -1,0 +1,77 @@
+//! The service: starts the call's record and counts received messages.
+
+use crate::future::ResponseFuture;
+use crate::record::CallRecord;
+use crate::table::Table;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tonic_blueprint_core::{BoxError, CountedBody, RpcIdentity};
+use tower_service::Service;
+
+/// Middleware that records the metrics of every call; see the [crate docs](crate).
+#[derive(Clone)]
+pub struct Metrics<S> {
+    inner: S,
+    table: Arc<Table>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Metrics<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl<S> Metrics<S> {
+    pub(crate) fn from_table(inner: S, table: Arc<Table>) -> Self {
+        Self { inner, table }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Metrics<S>
+where
+    S: Service<http::Request<tonic::body::Body>, Response = http::Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    ReqBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ReqBody::Error: Into<BoxError>,
+{
+    type Response =
+        http::Response<tonic_blueprint_core::ObservedBody<ResBody, crate::record::CallRecord>>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        let id = RpcIdentity::get_or_insert(&mut request);
+        let metrics = self.table.get(&id);
+        if metrics.kind != tonic_blueprint_core::RpcKind::Unknown {
+            request.extensions_mut().insert(metrics.kind);
+        }
+        let received = metrics.msg_received.clone();
+        let record = CallRecord::start(metrics);
+        let request = request.map(|body| {
+            tonic::body::Body::new(CountedBody::new(body, move |n| received.increment(n)))
+        });
+        ResponseFuture::new(record, self.inner.call(request))
+    }
+}
