@@ -24,4 +24,4 @@ step "benchmarks compile"
 cargo bench --workspace --no-run --locked --quiet
 
 step "cargo test"
-cargo test --workspace --all-features --locked
+cargo test --workspace --all-features --locked --no-fail-fast
