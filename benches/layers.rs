@@ -5,6 +5,9 @@
 //! - `loopback`: the same call from tonic's client to a real server on 127.0.0.1, one call at
 //!   a time: what the layers add to a real call.
 //!
+//! Logging writes info-level JSON through tracing-appender's non-blocking writer to a sink;
+//! metrics record into the installed Prometheus recorder.
+//!
 //! Run: `cargo bench --bench layers`. Compare rows of one run only.
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -13,10 +16,13 @@ use http_body_util::{BodyExt, Full};
 use prost::Message;
 use std::time::Duration;
 use tonic::transport::Server;
+use tonic_blueprint::core::MethodRegistry;
+use tonic_blueprint::logging::RequestLoggingLayer;
+use tonic_blueprint::metrics::{MetricsLayer, exporter};
 use tonic_blueprint::panic_recovery::PanicRecoveryLayer;
 use tonic_blueprint::timeout::TimeoutLayer;
 use tonic_blueprint_testkit::pb::TestRequest;
-use tonic_blueprint_testkit::{TestServer, TestService, UNARY};
+use tonic_blueprint_testkit::{FILE_DESCRIPTOR_SET, TestServer, TestService, UNARY};
 use tower::{Layer, Service, ServiceExt, layer::util::Identity};
 
 fn unary_request() -> http::Request<tonic::body::Body> {
@@ -50,7 +56,31 @@ where
         .to_bytes()
 }
 
+/// The global recorder and subscriber, once: Prometheus, and info-level JSON logs through the
+/// non-blocking writer into a sink.
+fn observability() -> &'static tracing_appender::non_blocking::WorkerGuard {
+    static GUARD: std::sync::OnceLock<tracing_appender::non_blocking::WorkerGuard> =
+        std::sync::OnceLock::new();
+    GUARD.get_or_init(|| {
+        exporter::install().expect("install the Prometheus recorder");
+        let (writer, guard) = tracing_appender::non_blocking(std::io::sink());
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(writer)
+            .init();
+        guard
+    })
+}
+
+fn registry() -> MethodRegistry {
+    MethodRegistry::from_file_descriptor_set(FILE_DESCRIPTOR_SET).expect("descriptors")
+}
+
 fn in_process(c: &mut Criterion) {
+    observability();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -62,6 +92,22 @@ fn in_process(c: &mut Criterion) {
         .layer(PanicRecoveryLayer::new())
         .layer(TimeoutLayer::new(Duration::from_secs(30)))
         .service(bare.clone());
+    let metrics = MetricsLayer::new()
+        .with_registry(registry())
+        .layer(bare.clone());
+    let logging = RequestLoggingLayer::new()
+        .with_registry(registry())
+        .layer(bare.clone());
+    let logging_quiet = RequestLoggingLayer::new()
+        .with_registry(registry())
+        .ok_level(tracing::Level::DEBUG)
+        .layer(bare.clone());
+    let four = tower::ServiceBuilder::new()
+        .layer(RequestLoggingLayer::new().with_registry(registry()))
+        .layer(MetricsLayer::new().with_registry(registry()))
+        .layer(PanicRecoveryLayer::new())
+        .layer(TimeoutLayer::new(Duration::from_secs(30)))
+        .service(bare.clone());
 
     let mut group = c.benchmark_group("in_process");
     group.bench_function("bare", |b| b.to_async(&rt).iter(|| call(&bare)));
@@ -70,10 +116,19 @@ fn in_process(c: &mut Criterion) {
     group.bench_function("panic_recovery+timeout", |b| {
         b.to_async(&rt).iter(|| call(&both))
     });
+    group.bench_function("metrics", |b| b.to_async(&rt).iter(|| call(&metrics)));
+    group.bench_function("logging", |b| b.to_async(&rt).iter(|| call(&logging)));
+    group.bench_function("logging_ok_at_debug", |b| {
+        b.to_async(&rt).iter(|| call(&logging_quiet))
+    });
+    group.bench_function("logging+metrics+panic_recovery+timeout", |b| {
+        b.to_async(&rt).iter(|| call(&four))
+    });
     group.finish();
 }
 
 fn loopback(c: &mut Criterion) {
+    observability();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -103,6 +158,19 @@ fn loopback(c: &mut Criterion) {
     bench_stack!(
         "panic_recovery+timeout",
         tower::ServiceBuilder::new()
+            .layer(PanicRecoveryLayer::new())
+            .layer(TimeoutLayer::new(Duration::from_secs(30)))
+    );
+    bench_stack!("metrics", MetricsLayer::new().with_registry(registry()));
+    bench_stack!(
+        "logging",
+        RequestLoggingLayer::new().with_registry(registry())
+    );
+    bench_stack!(
+        "logging+metrics+panic_recovery+timeout",
+        tower::ServiceBuilder::new()
+            .layer(RequestLoggingLayer::new().with_registry(registry()))
+            .layer(MetricsLayer::new().with_registry(registry()))
             .layer(PanicRecoveryLayer::new())
             .layer(TimeoutLayer::new(Duration::from_secs(30)))
     );

@@ -8,6 +8,9 @@
 //! |---|---|---|
 //! | `timeout` | [`tonic-blueprint-timeout`](timeout) | deadlines: DEADLINE_EXCEEDED for unary and streaming calls, per-method policy, `grpc-timeout` honoured |
 //! | `panic-recovery` | [`tonic-blueprint-panic-recovery`](panic_recovery) | panics in handlers and mid-stream become INTERNAL, logged with their location, never leaked |
+//! | `logging` | [`tonic-blueprint-logging`](logging) | request ids, one span per call, the finishing event at a level chosen by outcome, sensitive metadata redacted |
+//! | `metrics` | [`tonic-blueprint-metrics`](metrics) | the go-grpc-prometheus metric family from the real final status, and the `/metrics` exporter |
+//! | `telemetry` | [`telemetry`] (this crate) | the tracing subscriber: env filter, pretty or JSON, rotated files, non-blocking |
 //! | (always) | [`tonic-blueprint-core`](core) | the shared plumbing: RPC identity, method policy, trailers-only rejections, outcome observer, deadlines, frames |
 //!
 //! Each layer is its own crate: depend on one alone to compile nothing else.
@@ -47,3 +50,14 @@ pub use tonic_blueprint_timeout as timeout;
 #[cfg(feature = "panic-recovery")]
 #[doc(inline)]
 pub use tonic_blueprint_panic_recovery as panic_recovery;
+
+#[cfg(feature = "logging")]
+#[doc(inline)]
+pub use tonic_blueprint_logging as logging;
+
+#[cfg(feature = "metrics")]
+#[doc(inline)]
+pub use tonic_blueprint_metrics as metrics;
+
+#[cfg(feature = "telemetry")]
+pub mod telemetry;

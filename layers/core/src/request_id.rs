@@ -40,6 +40,11 @@ impl RequestId {
             .and_then(|v| Self::accept(&v))
     }
 
+    /// An id from a constant. The caller guarantees it is printable ASCII.
+    pub const fn from_static(id: &'static str) -> Self {
+        Self(HeaderValue::from_static(id))
+    }
+
     /// The id stored in a request's extensions, if any.
     pub fn from_request<B>(request: &http::Request<B>) -> Option<Self> {
         request.extensions().get::<Self>().cloned()

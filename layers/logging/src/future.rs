@@ -1,0 +1,77 @@
+//! The response future: runs the handler inside the call's span, echoes the request id.
+
+use crate::body::LoggedBody;
+use crate::record::LogRecord;
+use pin_project_lite::pin_project;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use tonic_blueprint_core::code::code_from_error;
+use tonic_blueprint_core::request_id::HEADER;
+use tonic_blueprint_core::{BoxError, ObservedBody, observe};
+
+pin_project! {
+    /// Response future of [`RequestLogging`](crate::RequestLogging).
+    pub struct ResponseFuture<F> {
+        // Declared first so it drops (and logs `Canceled`) before the handler's future.
+        record: Option<LogRecord>,
+        #[pin]
+        inner: F,
+        span: tracing::Span,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn new(record: LogRecord, inner: F, span: tracing::Span) -> Self {
+        Self {
+            record: Some(record),
+            inner,
+            span,
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("record", &self.record)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<http::Response<LoggedBody<ObservedBody<B, LogRecord>>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = {
+            let _entered = this.span.enter();
+            ready!(this.inner.poll(cx))
+        };
+        let Some(record) = this.record.take() else {
+            return Poll::Pending;
+        };
+        match result {
+            Ok(mut response) => {
+                response
+                    .headers_mut()
+                    .insert(HEADER, record.request_id.header_value().clone());
+                let span = this.span.clone();
+                let response = observe(response, record);
+                Poll::Ready(Ok(response.map(|body| LoggedBody::new(body, span))))
+            }
+            Err(err) => {
+                let err: BoxError = err.into();
+                record.finish(
+                    code_from_error(err.as_ref()).unwrap_or(tonic::Code::Unknown),
+                    0,
+                );
+                Poll::Ready(Err(err))
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The service: request id, span, and the call's record.
+
+use crate::future::ResponseFuture;
+use crate::layer::Config;
+use crate::record::LogRecord;
+use crate::redact::Redacted;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+use tonic_blueprint_core::deadline::client_timeout;
+use tonic_blueprint_core::request_id::HEADER;
+use tonic_blueprint_core::{BoxError, CountedBody, RequestId, RpcIdentity, RpcKind};
+use tower_service::Service;
+
+/// Middleware that logs every call; see the [crate docs](crate).
+#[derive(Clone)]
+pub struct RequestLogging<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for RequestLogging<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestLogging")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> RequestLogging<S> {
+    pub(crate) fn from_config(inner: S, config: Arc<Config>) -> Self {
+        Self { inner, config }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+fn new_request_id() -> RequestId {
+    let id = uuid::Uuid::now_v7();
+    let mut buf = uuid::Uuid::encode_buffer();
+    // A hyphenated UUID is always an acceptable id; the fallback only keeps this panic-free.
+    RequestId::from_generated(id.hyphenated().encode_lower(&mut buf))
+        .unwrap_or(RequestId::from_static("unassigned"))
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for RequestLogging<S>
+where
+    S: Service<http::Request<tonic::body::Body>, Response = http::Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    ReqBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ReqBody::Error: Into<BoxError>,
+{
+    type Response =
+        http::Response<crate::LoggedBody<tonic_blueprint_core::ObservedBody<ResBody, LogRecord>>>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        let started = Instant::now();
+        let id = RpcIdentity::get_or_insert(&mut request);
+        let kind = request
+            .extensions()
+            .get::<RpcKind>()
+            .copied()
+            .or_else(|| self.config.registry.as_ref().map(|r| r.kind(&id)))
+            .unwrap_or_default();
+        let request_id = match request.headers().get(HEADER).and_then(RequestId::accept) {
+            Some(id) => id,
+            None => {
+                let id = new_request_id();
+                request
+                    .headers_mut()
+                    .insert(HEADER, id.header_value().clone());
+                id
+            }
+        };
+        request.extensions_mut().insert(request_id.clone());
+        let peer = request
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|info| info.remote_addr())
+            .map(|addr| addr.to_string());
+        let deadline = client_timeout(request.headers())
+            .and_then(|timeout| SystemTime::now().checked_add(timeout))
+            .map(humantime::format_rfc3339_millis);
+
+        let span = tracing::info_span!(
+            "grpc.request",
+            grpc.service = id.service(),
+            grpc.method = id.method(),
+            grpc.method_type = kind.as_str(),
+            peer.address = peer.as_deref(),
+            request_id = request_id.as_str(),
+            grpc.request.deadline = deadline.as_ref().map(tracing::field::display),
+        );
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let metadata = Redacted {
+                headers: request.headers(),
+                sensitive: &self.config.sensitive,
+            };
+            tracing::debug!(parent: &span, grpc.request.metadata = %metadata, "request metadata");
+        }
+
+        let received = Arc::new(AtomicU64::new(0));
+        let counter = received.clone();
+        let request = request.map(|body| {
+            tonic::body::Body::new(CountedBody::new(body, move |n| {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }))
+        });
+        let record = LogRecord {
+            span: span.clone(),
+            config: self.config.clone(),
+            id,
+            kind,
+            peer,
+            request_id,
+            started,
+            received,
+            done: false,
+        };
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        ResponseFuture::new(record, future, span)
+    }
+}
