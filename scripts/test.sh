@@ -18,7 +18,7 @@ step "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
 
 step "the README's example runs"
-EXIT_AFTER_DEMO=1 GRPC_ADDR=127.0.0.1:0 cargo run --locked --quiet --example resilient-echo
+EXIT_AFTER_DEMO=1 GRPC_ADDR=127.0.0.1:0 METRICS_ADDR=127.0.0.1:0 cargo run --locked --quiet --example resilient-echo
 
 step "benchmarks compile"
 cargo bench --workspace --no-run --locked --quiet

@@ -1,4 +1,5 @@
-//! A tonic server with the PanicRecovery and Timeout layers, and a short demo against it.
+//! A tonic server with the RequestLogging, Metrics, PanicRecovery and Timeout layers, and a
+//! short demo against it.
 //!
 //! Run it (no external service needed):
 //!
@@ -8,32 +9,49 @@
 //!
 //! It serves the test service (`blueprint.test.v1.TestService`, whose requests can ask to
 //! sleep, panic or fail) on `GRPC_ADDR` (default `127.0.0.1:50051`), calls it once of each
-//! kind to show what clients see, then serves until Ctrl-C. `EXIT_AFTER_DEMO=1` stops after
-//! the demo.
+//! kind to show what clients see, then serves until Ctrl-C. Prometheus metrics are served at
+//! `http://METRICS_ADDR/metrics` (default `127.0.0.1:9090`). `LOG_FORMAT=json` logs JSON.
+//! `EXIT_AFTER_DEMO=1` stops after the demo.
 
 use std::time::Duration;
 use tonic::transport::{Channel, Server};
+use tonic_blueprint::core::MethodRegistry;
+use tonic_blueprint::logging::RequestLoggingLayer;
+use tonic_blueprint::metrics::{MetricsLayer, exporter};
 use tonic_blueprint::panic_recovery::PanicRecoveryLayer;
+use tonic_blueprint::telemetry::{self, TelemetryConfig};
 use tonic_blueprint::timeout::TimeoutLayer;
-use tonic_blueprint_testkit::TestService;
 use tonic_blueprint_testkit::pb::TestRequest;
 use tonic_blueprint_testkit::pb::test_service_client::TestServiceClient;
+use tonic_blueprint_testkit::{FILE_DESCRIPTOR_SET, TestService};
 use tower::ServiceBuilder;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    let _logs = telemetry::init(&TelemetryConfig {
+        format: std::env::var("LOG_FORMAT")
+            .unwrap_or_else(|_| "pretty".to_owned())
+            .parse()?,
+        ..TelemetryConfig::default()
+    })?;
     let addr: std::net::SocketAddr = std::env::var("GRPC_ADDR")
         .unwrap_or_else(|_| "127.0.0.1:50051".to_owned())
         .parse()?;
+    let metrics_addr: std::net::SocketAddr = std::env::var("METRICS_ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:9090".to_owned())
+        .parse()?;
 
+    let metrics = exporter::install()?;
+    let (metrics_addr, _metrics_server) =
+        exporter::spawn_server(metrics_addr, metrics.clone()).await?;
+    tracing::info!(%metrics_addr, "serving /metrics");
+
+    let registry = MethodRegistry::from_file_descriptor_set(FILE_DESCRIPTOR_SET)?;
     let layers = ServiceBuilder::new()
+        .layer(RequestLoggingLayer::new().with_registry(registry.clone()))
+        .layer(MetricsLayer::new().with_registry(registry))
         .layer(PanicRecoveryLayer::new())
         .layer(TimeoutLayer::new(Duration::from_secs(30)).with_method(
             "blueprint.test.v1.TestService/Unary",
@@ -51,6 +69,14 @@ async fn main() -> Result<(), BoxError> {
     tracing::info!(%addr, "serving blueprint.test.v1.TestService");
 
     demo(addr).await?;
+    println!("\nfrom http://{metrics_addr}/metrics:");
+    for line in metrics.render().lines().filter(|l| {
+        l.starts_with("grpc_server_handled_total") && !l.ends_with(" 0")
+            || l.starts_with("grpc_server_panics_recovered_total")
+            || l.starts_with("grpc_server_deadline_exceeded_total")
+    }) {
+        println!("  {line}");
+    }
 
     if std::env::var_os("EXIT_AFTER_DEMO").is_some() {
         server.abort();
