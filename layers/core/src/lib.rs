@@ -57,7 +57,7 @@ pub use deadline::{Deadline, DeadlineSource, encode_grpc_timeout, parse_grpc_tim
 pub use frame::{CountedBody, FrameError, MessageCounter, UnaryRequest, read_unary_request};
 pub use identity::{RpcIdentity, RpcKind};
 pub use outcome::{ObservedBody, OnOutcome, Outcome, OutcomeSource, observe};
-pub use policy::MethodPolicy;
+pub use policy::{MethodPolicy, PolicyKey};
 pub use registry::{MethodInfo, MethodRegistry};
 pub use rejection::{MAX_DETAILS_BYTES, MAX_MESSAGE_BYTES, cap_status, reject, status_trailers};
 pub use request_id::RequestId;

@@ -16,6 +16,11 @@ pub const PANICS_RECOVERED: &str = "grpc_server_panics_recovered_total";
 pub const DEADLINES_EXCEEDED: &str = "grpc_server_deadline_exceeded_total";
 /// Calls refused by the RateLimit layer (counter).
 pub const RATE_LIMITED: &str = "grpc_server_rate_limited_total";
+/// Calls the RateLimit layer let through (counter).
+pub const RATE_LIMIT_ALLOWED: &str = "grpc_server_rate_limit_allowed_total";
+/// Rate-limit checks whose backend failed or timed out, handled by the failure policy
+/// (counter).
+pub const RATE_LIMIT_BACKEND_ERRORS: &str = "grpc_server_rate_limit_backend_errors_total";
 /// Requests refused by the RequestValidation layer (counter).
 pub const VALIDATION_FAILURES: &str = "grpc_server_validation_failures_total";
 /// Response cache hits (counter).

@@ -154,6 +154,32 @@ impl<T> MethodPolicy<T> {
         self.default = value;
     }
 
+    /// Applies `f` to every value with the key it was set under, so a layer can give each
+    /// entry state of its own (a rate limiter per entry, named after it).
+    pub fn map_with_key<U>(self, mut f: impl FnMut(PolicyKey<'_>, T) -> U) -> MethodPolicy<U> {
+        MethodPolicy {
+            default: f(PolicyKey::Default, self.default),
+            services: self
+                .services
+                .into_iter()
+                .map(|(name, entry)| {
+                    let entry = ServiceEntry {
+                        all: entry.all.map(|v| f(PolicyKey::Service(&name), v)),
+                        methods: entry
+                            .methods
+                            .into_iter()
+                            .map(|(m, v)| {
+                                let value = f(PolicyKey::Method(&name, &m), v);
+                                (m, value)
+                            })
+                            .collect(),
+                    };
+                    (name, entry)
+                })
+                .collect(),
+        }
+    }
+
     /// Applies `f` to every value (for example to turn a configuration type into the one a
     /// layer uses).
     pub fn map<U>(self, mut f: impl FnMut(T) -> U) -> MethodPolicy<U> {
@@ -170,6 +196,27 @@ impl<T> MethodPolicy<T> {
                     (name, entry)
                 })
                 .collect(),
+        }
+    }
+}
+
+/// Which entry of a policy a value was set under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyKey<'a> {
+    /// The default.
+    Default,
+    /// `pkg.Service/*`.
+    Service(&'a str),
+    /// `pkg.Service/Method`.
+    Method(&'a str, &'a str),
+}
+
+impl std::fmt::Display for PolicyKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Default => f.write_str("default"),
+            Self::Service(s) => write!(f, "{s}/*"),
+            Self::Method(s, m) => write!(f, "{s}/{m}"),
         }
     }
 }

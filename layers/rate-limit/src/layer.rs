@@ -1,0 +1,163 @@
+//! The layer: configuration, and the limiters every clone shares.
+
+use crate::key::{KeyConfig, KeySource};
+use crate::limiter::{Entry, Limiters};
+use crate::quota::Quota;
+use crate::service::RateLimit;
+use ipnet::IpNet;
+use std::sync::{Arc, OnceLock};
+use tonic_blueprint_core::MethodPolicy;
+use tower_layer::Layer;
+
+/// In-process keys held per quota entry before new callers share one overflow quota.
+pub const DEFAULT_CAPACITY: usize = 100_000;
+
+/// Limits calls per caller; see the [crate docs](crate).
+#[derive(Clone)]
+pub struct RateLimitLayer {
+    policy: MethodPolicy<Quota>,
+    keys: KeyConfig,
+    capacity: usize,
+    expose_remaining: bool,
+    #[cfg(feature = "redis")]
+    redis: Option<Arc<crate::redis::RedisBackend>>,
+    built: Arc<OnceLock<Arc<Limiters>>>,
+}
+
+impl std::fmt::Debug for RateLimitLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("policy", &self.policy)
+            .field("keys", &self.keys.source)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RateLimitLayer {
+    /// The blueprint's default: 100 calls per minute per client IP, strict.
+    fn default() -> Self {
+        Self::new(Quota::default())
+    }
+}
+
+impl RateLimitLayer {
+    /// `quota` for every method, keyed by the client IP.
+    pub fn new(quota: Quota) -> Self {
+        Self::from_policy(MethodPolicy::new(quota))
+    }
+
+    /// Quotas per method (for example loaded with serde from `"100/min"` strings).
+    pub fn from_policy(policy: MethodPolicy<Quota>) -> Self {
+        Self {
+            policy,
+            keys: KeyConfig {
+                source: KeySource::ClientIp,
+                fallback_to_ip: true,
+                trusted_proxies: Vec::new(),
+                secret: (0x7462_6c75_6570_7269, 0x6e74_2d72_6174_656c),
+            },
+            capacity: DEFAULT_CAPACITY,
+            expose_remaining: true,
+            #[cfg(feature = "redis")]
+            redis: None,
+            built: Arc::default(),
+        }
+    }
+
+    fn changed(mut self) -> Self {
+        self.built = Arc::default();
+        self
+    }
+
+    /// Sets the quota of every method of `service` (`pkg.Service`); its methods share it.
+    pub fn with_service(mut self, service: &str, quota: Quota) -> Self {
+        self.policy.set_service(service, quota);
+        self.changed()
+    }
+
+    /// Sets the quota of one method (`pkg.Service/Method`).
+    ///
+    /// # Panics
+    ///
+    /// When `method` is not `pkg.Service/Method`.
+    pub fn with_method(mut self, method: &str, quota: Quota) -> Self {
+        if let Err(e) = self.policy.set(method, quota) {
+            panic!("{e}");
+        }
+        self.changed()
+    }
+
+    /// Where the key comes from (default: the client IP).
+    pub fn key(mut self, source: KeySource) -> Self {
+        self.keys.source = source;
+        self.changed()
+    }
+
+    /// Whether a call whose key source finds nothing counts against its client IP (default)
+    /// or against one shared anonymous key.
+    pub fn fallback_to_client_ip(mut self, fallback: bool) -> Self {
+        self.keys.fallback_to_ip = fallback;
+        self.changed()
+    }
+
+    /// Proxies whose `x-forwarded-for` / `x-real-ip` are believed. From any other peer those
+    /// headers are ignored, so a client cannot pick its own key.
+    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpNet>) -> Self {
+        self.keys.trusted_proxies = proxies.into_iter().collect();
+        self.changed()
+    }
+
+    /// The secret keys are hashed with (SipHash-1-3). Replicas sharing Redis must share it.
+    pub fn key_secret(mut self, k0: u64, k1: u64) -> Self {
+        self.keys.secret = (k0, k1);
+        self.changed()
+    }
+
+    /// In-process keys held per quota entry (default [`DEFAULT_CAPACITY`]).
+    pub fn capacity(mut self, keys: usize) -> Self {
+        self.capacity = keys;
+        self.changed()
+    }
+
+    /// Whether admitted calls carry `ratelimit: "default";r=<remaining>` (default true).
+    pub fn expose_remaining(mut self, expose: bool) -> Self {
+        self.expose_remaining = expose;
+        self.changed()
+    }
+
+    /// Counts in Redis, so every replica shares one quota per caller.
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, backend: crate::redis::RedisBackend) -> Self {
+        self.redis = Some(Arc::new(backend));
+        self.changed()
+    }
+
+    pub(crate) fn limiters(&self) -> Arc<Limiters> {
+        self.built
+            .get_or_init(|| {
+                let capacity = self.capacity;
+                let policy = self
+                    .policy
+                    .clone()
+                    .map_with_key(|key, quota| Entry::new(key.to_string(), quota, capacity));
+                Arc::new(Limiters {
+                    policy,
+                    keys: self.keys.clone(),
+                    expose_remaining: self.expose_remaining,
+                    counters: Default::default(),
+                    #[cfg(feature = "redis")]
+                    redis: self.redis.clone(),
+                })
+            })
+            .clone()
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> RateLimit<S> {
+        RateLimit::from_limiters(inner, self.limiters())
+    }
+}

@@ -1,0 +1,114 @@
+//! The limiters of every policy entry, and the check of one call.
+
+use crate::decision::Decision;
+use crate::key::{CallKey, KeyConfig};
+use crate::local::LocalLimiter;
+use crate::quota::Quota;
+use http::HeaderValue;
+use metrics::Counter;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use tonic_blueprint_core::{MethodPolicy, RpcIdentity, names};
+
+/// One policy entry: its quota and in-process state.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) name: String,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) quota: Quota,
+    pub(crate) quota_text: String,
+    pub(crate) policy_header: HeaderValue,
+    pub(crate) local: Arc<LocalLimiter>,
+}
+
+impl Entry {
+    pub(crate) fn new(name: String, quota: Quota, capacity: usize) -> Self {
+        let policy_header =
+            HeaderValue::from_str(&format!("\"default\";{}", quota.policy_params()))
+                .unwrap_or(HeaderValue::from_static("\"default\""));
+        Self {
+            quota_text: quota.to_string(),
+            local: LocalLimiter::new(&quota, capacity),
+            name,
+            quota,
+            policy_header,
+        }
+    }
+}
+
+/// Everything the service needs, shared by every clone.
+#[derive(Debug)]
+pub(crate) struct Limiters {
+    pub(crate) policy: MethodPolicy<Entry>,
+    pub(crate) keys: KeyConfig,
+    pub(crate) expose_remaining: bool,
+    pub(crate) counters: Counters,
+    #[cfg(feature = "redis")]
+    pub(crate) redis: Option<Arc<crate::redis::RedisBackend>>,
+}
+
+impl Limiters {
+    pub(crate) fn entry(&self, id: &RpcIdentity) -> &Entry {
+        self.policy.get(id)
+    }
+
+    pub(crate) fn key<B>(&self, request: &http::Request<B>) -> CallKey {
+        self.keys.key(request)
+    }
+}
+
+/// Methods whose counter handles are cached; calls to further paths register per call.
+const CACHED_METHODS: usize = 1000;
+
+/// The shared-family counters of each method, registered once.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    by_path: RwLock<HashMap<Box<str>, [Counter; 3]>>,
+}
+
+/// Which counter.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Count {
+    Allowed = 0,
+    Refused = 1,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    BackendError = 2,
+}
+
+impl Counters {
+    pub(crate) fn increment(&self, id: &RpcIdentity, which: Count) {
+        if let Ok(map) = self.by_path.read()
+            && let Some(counters) = map.get(id.path())
+        {
+            counters[which as usize].increment(1);
+            return;
+        }
+        let register = |name: &'static str| {
+            metrics::counter!(
+                name,
+                names::LABEL_SERVICE => id.service().to_owned(),
+                names::LABEL_METHOD => id.method().to_owned(),
+            )
+        };
+        let counters = [
+            register(names::RATE_LIMIT_ALLOWED),
+            register(names::RATE_LIMITED),
+            register(names::RATE_LIMIT_BACKEND_ERRORS),
+        ];
+        counters[which as usize].increment(1);
+        if let Ok(mut map) = self.by_path.write()
+            && map.len() < CACHED_METHODS
+        {
+            map.insert(id.path().into(), counters);
+        }
+    }
+
+    pub(crate) fn decision(&self, id: &RpcIdentity, decision: &Decision) {
+        let which = match decision {
+            Decision::Allowed { .. } => Count::Allowed,
+            Decision::Refused { .. } => Count::Refused,
+        };
+        self.increment(id, which);
+    }
+}

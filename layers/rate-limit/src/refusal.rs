@@ -1,0 +1,36 @@
+//! What a refused call receives, and what an admitted one may carry.
+
+use http::HeaderValue;
+use std::time::Duration;
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The message of a refusal (no internal detail: the key is never named).
+pub const REFUSED_MESSAGE: &str = "rate limit exceeded";
+
+/// RESOURCE_EXHAUSTED with RetryInfo and QuotaFailure details, and `retry-after`,
+/// `ratelimit-policy` and `ratelimit` in the (trailers-only) initial metadata.
+pub(crate) fn refusal(policy: &HeaderValue, quota_text: &str, retry_after: Duration) -> Status {
+    let mut details = ErrorDetails::with_retry_info(Some(retry_after));
+    details.add_quota_failure_violation("caller", format!("quota of {quota_text} used up"));
+    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    let mut metadata = MetadataMap::new();
+    metadata.insert("retry-after", MetadataValue::from(secs));
+    if let Ok(policy) = MetadataValue::try_from(policy.as_bytes()) {
+        metadata.insert("ratelimit-policy", policy);
+    }
+    if let Ok(state) = MetadataValue::try_from(format!("\"default\";r=0;t={secs}")) {
+        metadata.insert("ratelimit", state);
+    }
+    let message = format!(
+        "{REFUSED_MESSAGE}; retry in {:.3}s",
+        retry_after.as_secs_f64()
+    );
+    Status::with_error_details_and_metadata(Code::ResourceExhausted, message, details, metadata)
+}
+
+/// The `ratelimit` field of an admitted call: how many calls remain.
+pub(crate) fn remaining_header(remaining: u32) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("\"default\";r={remaining}")).ok()
+}

@@ -1,0 +1,252 @@
+//! The RateLimit layer (in-process) on a real tonic server over a real socket.
+
+use prost::Message;
+use std::time::Duration;
+use tonic::Code;
+use tonic::transport::Server;
+use tonic_blueprint_rate_limit::{KeySource, Quota, REFUSED_MESSAGE, RateLimitLayer};
+use tonic_blueprint_testkit::pb::TestRequest;
+use tonic_blueprint_testkit::{CLIENT_STREAM, RawResponse, SERVER_STREAM, TestServer, UNARY};
+use tonic_types::StatusExt;
+
+fn by_user(quota: Quota) -> RateLimitLayer {
+    RateLimitLayer::new(quota).key(KeySource::Metadata("x-user-id".parse().expect("name")))
+}
+
+async fn call(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> RawResponse {
+    let response = server
+        .raw()
+        .call(path, &[TestRequest::echo("x")], headers)
+        .await
+        .expect("call");
+    assert_eq!(
+        response.status,
+        http::StatusCode::OK,
+        "never an HTTP error: {response:?}"
+    );
+    response
+}
+
+#[tokio::test]
+async fn the_call_past_the_quota_is_refused_with_every_detail_while_another_key_is_not() {
+    let server = TestServer::start(Server::builder().layer(by_user(Quota::per_minute(3)))).await;
+    let alice = [("x-user-id", "alice")];
+    for remaining in ["2", "1", "0"] {
+        let response = call(&server, UNARY, &alice).await;
+        assert_eq!(response.grpc_status(), Some(Code::Ok));
+        assert_eq!(
+            response.headers["ratelimit"],
+            format!("\"default\";r={remaining}").as_str()
+        );
+    }
+    let refused = call(&server, UNARY, &alice).await;
+    assert!(refused.is_trailers_only(), "{refused:?}");
+    assert_eq!(refused.grpc_status(), Some(Code::ResourceExhausted));
+    let message = refused.grpc_message().expect("message");
+    assert!(message.starts_with(REFUSED_MESSAGE), "{message}");
+    assert!(!message.contains("alice"), "the key is never named");
+    let retry_after: u64 = refused.headers["retry-after"]
+        .to_str()
+        .expect("text")
+        .parse()
+        .expect("seconds");
+    // Strict windows free room when the oldest counted sub-window leaves the span of eleven
+    // tenths of the window: between 60 and 66 s for a one-minute quota.
+    assert!((1..=66).contains(&retry_after), "{retry_after}");
+    assert_eq!(refused.headers["ratelimit-policy"], "\"default\";q=3;w=60");
+    assert!(
+        refused.headers["ratelimit"]
+            .to_str()
+            .expect("text")
+            .starts_with("\"default\";r=0;t=")
+    );
+
+    // google.rpc.Status in the details: code and message equal the headers (Go clients check).
+    let metadata = tonic::metadata::MetadataMap::from_headers(refused.headers.clone());
+    let details = metadata
+        .get_bin("grpc-status-details-bin")
+        .expect("details header")
+        .to_bytes()
+        .expect("base64");
+    let status = tonic_types::Status::decode(details).expect("google.rpc.Status");
+    assert_eq!(status.code, Code::ResourceExhausted as i32);
+    assert_eq!(status.message, message);
+
+    // Through tonic's client: RetryInfo and QuotaFailure.
+    let mut client = server.client().await;
+    let mut request = tonic::Request::new(TestRequest::echo("x"));
+    request
+        .metadata_mut()
+        .insert("x-user-id", "alice".parse().expect("value"));
+    let status = client.unary(request).await.expect_err("refused");
+    let details = status.get_error_details();
+    let delay = details
+        .retry_info()
+        .and_then(|r| r.retry_delay)
+        .expect("RetryInfo");
+    assert!(
+        delay > Duration::ZERO && delay <= Duration::from_secs(66),
+        "{delay:?}"
+    );
+    let violations = &details.quota_failure().expect("QuotaFailure").violations;
+    assert_eq!(violations.len(), 1);
+    assert!(
+        violations[0].description.contains("100") || violations[0].description.contains("3 per")
+    );
+
+    // Another caller has a quota of its own.
+    assert_eq!(
+        call(&server, UNARY, &[("x-user-id", "bob")])
+            .await
+            .grpc_status(),
+        Some(Code::Ok)
+    );
+    assert_eq!(
+        server.service().counts().started(),
+        4,
+        "refused calls never reach the handler"
+    );
+}
+
+#[tokio::test]
+async fn per_method_and_per_service_overrides() {
+    let layer = by_user(Quota::per_minute(100))
+        .with_method("blueprint.test.v1.TestService/Unary", Quota::per_minute(2))
+        .with_service("other.v1.Other", Quota::per_minute(1))
+        .with_method(
+            "blueprint.test.v1.TestService/ClientStream",
+            Quota::refuse_all(),
+        );
+    let server = TestServer::start(Server::builder().layer(layer)).await;
+    let user = [("x-user-id", "carol")];
+    assert_eq!(
+        call(&server, UNARY, &user).await.grpc_status(),
+        Some(Code::Ok)
+    );
+    assert_eq!(
+        call(&server, UNARY, &user).await.grpc_status(),
+        Some(Code::Ok)
+    );
+    assert_eq!(
+        call(&server, UNARY, &user).await.grpc_status(),
+        Some(Code::ResourceExhausted)
+    );
+    for _ in 0..5 {
+        // Methods without an override share the default quota, untouched by Unary's.
+        assert_eq!(
+            call(&server, SERVER_STREAM, &user).await.grpc_status(),
+            Some(Code::Ok)
+        );
+    }
+    // A zero quota refuses the method.
+    assert_eq!(
+        call(&server, CLIENT_STREAM, &user).await.grpc_status(),
+        Some(Code::ResourceExhausted)
+    );
+}
+
+#[tokio::test]
+async fn a_spoofed_forwarded_for_from_an_untrusted_peer_does_not_change_the_key() {
+    let server =
+        TestServer::start(Server::builder().layer(RateLimitLayer::new(Quota::per_minute(2)))).await;
+    let mut codes = Vec::new();
+    for fake in ["1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4"] {
+        let response = call(
+            &server,
+            UNARY,
+            &[("x-forwarded-for", fake), ("x-real-ip", fake)],
+        )
+        .await;
+        codes.push(response.grpc_status());
+    }
+    assert_eq!(
+        codes,
+        [
+            Some(Code::Ok),
+            Some(Code::Ok),
+            Some(Code::ResourceExhausted),
+            Some(Code::ResourceExhausted)
+        ]
+    );
+
+    // From a trusted proxy, the forwarded client is the key.
+    let layer = RateLimitLayer::new(Quota::per_minute(2))
+        .trusted_proxies(["127.0.0.0/8".parse().expect("net")]);
+    let server = TestServer::start(Server::builder().layer(layer)).await;
+    for client in ["1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4"] {
+        let response = call(
+            &server,
+            UNARY,
+            &[("x-forwarded-for", &format!("{client}, 127.0.0.9"))],
+        )
+        .await;
+        assert_eq!(response.grpc_status(), Some(Code::Ok), "{client}");
+    }
+    let third = call(&server, UNARY, &[("x-forwarded-for", "1.1.1.1")]).await;
+    assert_eq!(third.grpc_status(), Some(Code::Ok));
+    let fourth = call(&server, UNARY, &[("x-forwarded-for", "1.1.1.1")]).await;
+    assert_eq!(fourth.grpc_status(), Some(Code::ResourceExhausted));
+}
+
+#[tokio::test]
+async fn retry_info_has_sub_second_precision() {
+    let server = TestServer::start(
+        Server::builder().layer(by_user(Quota::new(1, Duration::from_millis(400)))),
+    )
+    .await;
+    let mut client = server.client().await;
+    let request = || {
+        let mut r = tonic::Request::new(TestRequest::echo("x"));
+        r.metadata_mut()
+            .insert("x-user-id", "dave".parse().expect("value"));
+        r
+    };
+    client.unary(request()).await.expect("first call");
+    let status = client.unary(request()).await.expect_err("second call");
+    let delay = status
+        .get_error_details()
+        .retry_info()
+        .and_then(|r| r.retry_delay)
+        .expect("RetryInfo");
+    assert!(
+        delay > Duration::ZERO && delay < Duration::from_millis(500),
+        "{delay:?}"
+    );
+    assert_ne!(delay.subsec_nanos(), 0);
+}
+
+#[tokio::test]
+async fn a_call_without_its_key_falls_back_to_the_client_ip() {
+    let server = TestServer::start(Server::builder().layer(by_user(Quota::per_minute(1)))).await;
+    assert_eq!(
+        call(&server, UNARY, &[]).await.grpc_status(),
+        Some(Code::Ok)
+    );
+    assert_eq!(
+        call(&server, UNARY, &[]).await.grpc_status(),
+        Some(Code::ResourceExhausted)
+    );
+    // A keyed caller is not affected by the anonymous caller's use.
+    assert_eq!(
+        call(&server, UNARY, &[("x-user-id", "erin")])
+            .await
+            .grpc_status(),
+        Some(Code::Ok)
+    );
+}
+
+#[tokio::test]
+async fn streams_pass_through_when_admitted() {
+    let server = TestServer::start(Server::builder().layer(by_user(Quota::per_minute(10)))).await;
+    let mut client = server.client().await;
+    let mut stream = client
+        .server_stream(TestRequest::echo("s").count(4))
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut n = 0;
+    while stream.message().await.expect("message").is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 4);
+}
