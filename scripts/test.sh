@@ -21,7 +21,7 @@ step "the README's example runs"
 EXIT_AFTER_DEMO=1 GRPC_ADDR=127.0.0.1:0 METRICS_ADDR=127.0.0.1:0 cargo run --locked --quiet --example resilient-echo
 
 step "benchmarks compile"
-cargo bench --workspace --no-run --locked --quiet
+cargo bench --workspace --all-features --no-run --locked --quiet
 
 step "cargo test"
 cargo test --workspace --all-features --locked --no-fail-fast

@@ -51,8 +51,12 @@
 //! Each policy entry keeps at most [`RateLimitLayer::capacity`] keys (default
 //! [`DEFAULT_CAPACITY`]), plus at most [`SWEEP_EVERY`] keys added between two size checks.
 //! Idle keys (fully replenished) are swept at most once a second; while an entry is full, new
-//! callers share one overflow quota. The measured cost per key is in the README's benchmark
-//! section.
+//! callers share one overflow quota.
+//!
+//! Measured resident memory for one million distinct keys (`cargo bench --bench rate_limit`,
+//! 2026-11-25): GCRA about 40 bytes a key (36 to 42 MiB, the same as governor's keyed
+//! limiter), strict about 155 bytes a key (145 to 150 MiB; eleven sub-window counters each).
+//! At the default capacity that bounds one entry at about 4 MiB (GCRA) or 16 MiB (strict).
 
 mod body;
 mod decision;

@@ -20,6 +20,8 @@ pub(crate) struct Entry {
     pub(crate) quota_text: String,
     pub(crate) policy_header: HeaderValue,
     pub(crate) local: Arc<LocalLimiter>,
+    /// `ratelimit: "default";r=<n>` for every n up to the limit (capped), built once.
+    remaining: Vec<HeaderValue>,
 }
 
 impl Entry {
@@ -27,12 +29,29 @@ impl Entry {
         let policy_header =
             HeaderValue::from_str(&format!("\"default\";{}", quota.policy_params()))
                 .unwrap_or(HeaderValue::from_static("\"default\""));
+        let remaining = (0..quota.limit.min(MAX_CACHED_REMAINING))
+            .filter_map(crate::refusal::remaining_header)
+            .collect();
         Self {
+            remaining,
             quota_text: quota.to_string(),
             local: LocalLimiter::new(&quota, capacity),
             name,
             quota,
             policy_header,
+        }
+    }
+}
+
+/// Remaining-quota header values built ahead per entry.
+const MAX_CACHED_REMAINING: u32 = 4096;
+
+impl Entry {
+    /// The `ratelimit` field for `remaining` calls left.
+    pub(crate) fn remaining_header(&self, remaining: u32) -> Option<HeaderValue> {
+        match self.remaining.get(remaining as usize) {
+            Some(value) => Some(value.clone()),
+            None => crate::refusal::remaining_header(remaining),
         }
     }
 }

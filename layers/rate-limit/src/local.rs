@@ -15,9 +15,66 @@ use crate::decision::Decision;
 use crate::key::CallKey;
 use crate::quota::{Mode, Quota, STRICT_SUBWINDOWS};
 use dashmap::DashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// Keys are already SipHash outputs: hashing them again would only cost time. The map's hash
+/// is the key scrambled by a per-process random multiplier, so that whoever knows the key
+/// secret still cannot aim many keys at one bucket.
+#[derive(Clone, Debug)]
+struct Prehashed {
+    salt: u64,
+    multiplier: u64,
+}
+
+impl Default for Prehashed {
+    fn default() -> Self {
+        let seed = std::collections::hash_map::RandomState::new();
+        let salt = seed.hash_one(0x5eed_u64);
+        let multiplier = seed.hash_one(0xcafe_u64) | 1;
+        Self { salt, multiplier }
+    }
+}
+
+impl BuildHasher for Prehashed {
+    type Hasher = PrehashedHasher;
+
+    fn build_hasher(&self) -> PrehashedHasher {
+        PrehashedHasher {
+            state: 0,
+            salt: self.salt,
+            multiplier: self.multiplier,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PrehashedHasher {
+    state: u64,
+    salt: u64,
+    multiplier: u64,
+}
+
+impl Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        let x = (self.state ^ self.salt).wrapping_mul(self.multiplier);
+        x ^ (x >> 29)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.state = self.state.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.state = n;
+    }
+}
+
+type Map<V> = DashMap<u64, V, Prehashed>;
 
 /// Calls between two checks of the map's size (and of whether a sweep is due).
 pub const SWEEP_EVERY: u64 = 1024;
@@ -37,12 +94,12 @@ enum Store {
     Gcra {
         interval: u64,
         tolerance: u64,
-        map: DashMap<u64, AtomicU64>,
+        map: Map<AtomicU64>,
     },
     Strict {
         limit: u32,
         sub: u64,
-        map: DashMap<u64, Mutex<Window>>,
+        map: Map<Mutex<Window>>,
     },
 }
 
@@ -50,7 +107,8 @@ enum Store {
 #[derive(Debug)]
 pub struct LocalLimiter {
     store: Store,
-    epoch: Instant,
+    clock: quanta::Clock,
+    epoch: quanta::Instant,
     capacity: usize,
     calls: AtomicU64,
     full: AtomicBool,
@@ -68,18 +126,20 @@ impl LocalLimiter {
                 Store::Gcra {
                     interval,
                     tolerance: interval.saturating_mul(u64::from(burst.max(1) - 1)),
-                    map: DashMap::new(),
+                    map: DashMap::with_hasher(Prehashed::default()),
                 }
             }
             (limit, Mode::Strict) => Store::Strict {
                 limit,
                 sub: (window / u64::from(STRICT_SUBWINDOWS)).max(1),
-                map: DashMap::new(),
+                map: DashMap::with_hasher(Prehashed::default()),
             },
         };
+        let clock = quanta::Clock::new();
         Arc::new(Self {
             store,
-            epoch: Instant::now(),
+            epoch: clock.now(),
+            clock,
             capacity: capacity.max(1),
             calls: AtomicU64::new(0),
             full: AtomicBool::new(false),
@@ -88,7 +148,8 @@ impl LocalLimiter {
     }
 
     fn now(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+        // quanta reads the TSC where it can: a few nanoseconds, monotonic.
+        self.clock.now().duration_since(self.epoch).as_nanos() as u64
     }
 
     /// Checks and counts one call of an already hashed key.

@@ -12,7 +12,7 @@
 use crate::decision::Decision;
 use crate::key::CallKey;
 use crate::limiter::{Count, Entry, Limiters};
-use crate::quota::{Mode, STRICT_SUBWINDOWS};
+use crate::quota::{Mode, Quota, STRICT_SUBWINDOWS};
 use fred::prelude::*;
 use fred::types::scripts::Script;
 use std::time::Duration;
@@ -123,7 +123,8 @@ impl RedisBackend {
         entry: &Entry,
         key: CallKey,
     ) -> Decision {
-        match tokio::time::timeout(self.timeout, self.eval(entry, key)).await {
+        let check = self.check_quota(&entry.name, &entry.quota, key.0);
+        match tokio::time::timeout(self.timeout, check).await {
             Ok(Ok(decision)) => decision,
             outcome => {
                 let error = match &outcome {
@@ -149,16 +150,23 @@ impl RedisBackend {
         }
     }
 
-    async fn eval(&self, entry: &Entry, key: CallKey) -> Result<Decision, fred::error::Error> {
-        let redis_key = format!("{}{}:{:016x}", self.prefix, entry.name, key.0);
-        let (mode, burst) = match entry.quota.mode {
+    /// One check of `quota` for the hashed `key` under the policy entry `name`, without the
+    /// timeout and failure policy (what the layer wraps; also what the benchmarks measure).
+    pub async fn check_quota(
+        &self,
+        name: &str,
+        quota: &Quota,
+        key: u64,
+    ) -> Result<Decision, fred::error::Error> {
+        let redis_key = format!("{}{}:{:016x}", self.prefix, name, key);
+        let (mode, burst) = match quota.mode {
             Mode::Gcra { burst } => (0, burst.max(1)),
             Mode::Strict => (1, 1),
         };
-        let window_ms = entry.quota.window.as_millis().max(1) as u64;
+        let window_ms = quota.window.as_millis().max(1) as u64;
         let args: Vec<Value> = vec![
             mode.into(),
-            i64::from(entry.quota.limit).into(),
+            i64::from(quota.limit).into(),
             (window_ms as i64).into(),
             i64::from(burst).into(),
             i64::from(STRICT_SUBWINDOWS).into(),

@@ -4,7 +4,7 @@ use crate::body::RateLimitBody;
 use crate::decision::Decision;
 use crate::future::ResponseFuture;
 use crate::limiter::Limiters;
-use crate::refusal::{refusal, remaining_header};
+use crate::refusal::refusal;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tonic_blueprint_core::{RpcIdentity, reject};
@@ -92,7 +92,7 @@ where
             Decision::Allowed { remaining } => {
                 let header = limiters
                     .expose_remaining
-                    .then(|| remaining_header(remaining))
+                    .then(|| entry.remaining_header(remaining))
                     .flatten();
                 ResponseFuture::allowed(self.inner.call(request), header)
             }
@@ -122,7 +122,7 @@ where
         Decision::Allowed { remaining } => {
             let mut response = inner.call(request).await?.map(RateLimitBody::new);
             if limiters.expose_remaining
-                && let Some(value) = remaining_header(remaining)
+                && let Some(value) = entry.remaining_header(remaining)
             {
                 response.headers_mut().insert("ratelimit", value);
             }

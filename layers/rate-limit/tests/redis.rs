@@ -1,0 +1,193 @@
+//! The Redis backend against real Redis servers: the shared one on 127.0.0.1:6379 for the
+//! shared quota, and one this test starts and kills itself for the outage.
+#![cfg(feature = "redis")]
+
+use fred::prelude::*;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tonic::Code;
+use tonic::transport::Server;
+use tonic_blueprint_rate_limit::redis::{FailurePolicy, RedisBackend};
+use tonic_blueprint_rate_limit::{KeySource, Quota, RateLimitLayer};
+use tonic_blueprint_testkit::pb::TestRequest;
+use tonic_blueprint_testkit::{TestServer, UNARY};
+
+fn unique_prefix(test: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("test:{test}:{}:{nanos}:", std::process::id())
+}
+
+async fn client(url: &str) -> Client {
+    let config = Config::from_url(url).expect("redis url");
+    let client = Builder::from_config(config)
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_millis(500);
+        })
+        .set_policy(ReconnectPolicy::new_constant(0, 50))
+        .build()
+        .expect("client");
+    client.init().await.expect("connect to redis");
+    client
+}
+
+fn layer(backend: RedisBackend, quota: Quota) -> RateLimitLayer {
+    RateLimitLayer::new(quota)
+        .key(KeySource::Metadata("x-user-id".parse().expect("name")))
+        .redis(backend)
+}
+
+async fn code(server: &TestServer, user: &str) -> Option<Code> {
+    let response = server
+        .raw()
+        .call(UNARY, &[TestRequest::echo("x")], &[("x-user-id", user)])
+        .await
+        .expect("call");
+    assert_eq!(response.status, http::StatusCode::OK);
+    response.grpc_status()
+}
+
+#[tokio::test]
+async fn two_servers_sharing_redis_enforce_one_quota() {
+    let prefix = unique_prefix("shared");
+    let quota = Quota::per_minute(200);
+    let a = TestServer::start(
+        Server::builder().layer(layer(
+            RedisBackend::new(client("redis://127.0.0.1:6379").await, &prefix)
+                .timeout(Duration::from_secs(2)),
+            quota,
+        )),
+    )
+    .await;
+    let b = TestServer::start(
+        Server::builder().layer(layer(
+            RedisBackend::new(client("redis://127.0.0.1:6379").await, &prefix)
+                .timeout(Duration::from_secs(2)),
+            quota,
+        )),
+    )
+    .await;
+    let mut admitted = 0;
+    for round in 0..60 {
+        // Ten calls at once, alternating between the replicas.
+        let calls = (0..10).map(|i| {
+            let server = if (round + i) % 2 == 0 { &a } else { &b };
+            code(server, "shared-user")
+        });
+        for result in futures_util::future::join_all(calls).await {
+            match result {
+                Some(Code::Ok) => admitted += 1,
+                Some(Code::ResourceExhausted) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert!(
+        (198..=202).contains(&admitted),
+        "{admitted} of 600 admitted for a quota of 200"
+    );
+    // Another caller is untouched.
+    assert_eq!(code(&a, "someone-else").await, Some(Code::Ok));
+}
+
+struct OwnRedis {
+    port: u16,
+    child: Child,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/services.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { port, child }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[tokio::test]
+async fn a_redis_outage_fails_no_rpc_under_fail_open_and_limiting_resumes_after() {
+    let port = free_port();
+    let mut redis = OwnRedis::start(port);
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let backend = RedisBackend::new(client(&url).await, unique_prefix("outage"))
+        .timeout(Duration::from_millis(100))
+        .on_failure(FailurePolicy::FailOpen);
+    let server =
+        TestServer::start(Server::builder().layer(layer(backend, Quota::per_minute(5)))).await;
+
+    for _ in 0..5 {
+        assert_eq!(code(&server, "frank").await, Some(Code::Ok));
+    }
+    assert_eq!(
+        code(&server, "frank").await,
+        Some(Code::ResourceExhausted),
+        "limiting works"
+    );
+
+    redis.kill();
+    for i in 0..20 {
+        let started = Instant::now();
+        assert_eq!(
+            code(&server, "frank").await,
+            Some(Code::Ok),
+            "call {i} during the outage"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the outage stalled call {i}"
+        );
+    }
+
+    let _redis = OwnRedis::start(port);
+    // The client reconnects by itself; once it has, the (empty) Redis counts again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut refused = false;
+    while Instant::now() < deadline {
+        if code(&server, "frank").await == Some(Code::ResourceExhausted) {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "limiting did not resume after Redis came back");
+}
