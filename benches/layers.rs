@@ -10,10 +10,9 @@
 //!
 //! Run: `cargo bench --bench layers`. Compare rows of one run only.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use http_body_util::{BodyExt, Full};
-use prost::Message;
+use http_body_util::BodyExt;
 use std::time::Duration;
 use tonic::transport::Server;
 use tonic_blueprint::core::MethodRegistry;
@@ -22,22 +21,11 @@ use tonic_blueprint::metrics::{MetricsLayer, exporter};
 use tonic_blueprint::panic_recovery::PanicRecoveryLayer;
 use tonic_blueprint::timeout::TimeoutLayer;
 use tonic_blueprint_testkit::pb::TestRequest;
-use tonic_blueprint_testkit::{FILE_DESCRIPTOR_SET, TestServer, TestService, UNARY};
+use tonic_blueprint_testkit::{FILE_DESCRIPTOR_SET, TestServer, TestService, unary_http_request};
 use tower::{Layer, Service, ServiceExt, layer::util::Identity};
 
 fn unary_request() -> http::Request<tonic::body::Body> {
-    let message = TestRequest::echo(vec![7u8; 64]).encode_to_vec();
-    let mut frame = BytesMut::with_capacity(5 + message.len());
-    frame.put_u8(0);
-    frame.put_u32(message.len() as u32);
-    frame.put_slice(&message);
-    http::Request::builder()
-        .method("POST")
-        .uri(UNARY)
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(tonic::body::Body::new(Full::new(frame.freeze())))
-        .expect("request")
+    unary_http_request(&TestRequest::echo(vec![7u8; 64]))
 }
 
 async fn call<S, B>(svc: &S) -> Bytes

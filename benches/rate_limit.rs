@@ -11,11 +11,9 @@
 //!
 //! Run: `cargo bench --bench rate_limit --features redis` (needs Redis on 127.0.0.1:6379).
 
-use bytes::{BufMut, BytesMut};
 use criterion::{Criterion, criterion_group, criterion_main};
 use governor::{Quota as GovernorQuota, RateLimiter};
-use http_body_util::{BodyExt, Full};
-use prost::Message;
+use http_body_util::BodyExt;
 use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::process::Command;
@@ -24,7 +22,7 @@ use std::time::{Duration, Instant};
 use tonic_blueprint::rate_limit::redis::RedisBackend;
 use tonic_blueprint::rate_limit::{LocalLimiter, Quota, RateLimitLayer};
 use tonic_blueprint_testkit::pb::TestRequest;
-use tonic_blueprint_testkit::{TestService, UNARY};
+use tonic_blueprint_testkit::{TestService, unary_http_request};
 use tower::{Layer, Service, ServiceExt};
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::GlobalKeyExtractor;
@@ -66,17 +64,7 @@ fn check(c: &mut Criterion) {
 }
 
 fn unary_request() -> http::Request<tonic::body::Body> {
-    let message = TestRequest::echo(vec![7u8; 64]).encode_to_vec();
-    let mut frame = BytesMut::with_capacity(5 + message.len());
-    frame.put_u8(0);
-    frame.put_u32(message.len() as u32);
-    frame.put_slice(&message);
-    http::Request::builder()
-        .method("POST")
-        .uri(UNARY)
-        .header("content-type", "application/grpc")
-        .body(tonic::body::Body::new(Full::new(frame.freeze())))
-        .expect("request")
+    unary_http_request(&TestRequest::echo(vec![7u8; 64]))
 }
 
 async fn call<S, B>(svc: &S)

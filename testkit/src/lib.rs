@@ -26,12 +26,14 @@
 //! # }
 //! ```
 
+mod capture;
 pub mod prom;
 mod raw;
 mod request;
 mod server;
 mod service;
 
+pub use capture::{Captured, counters_by_method, unary_http_request};
 pub use raw::{RawClient, RawResponse};
 pub use server::TestServer;
 pub use service::{HandlerCounts, PANIC_TEXT, TestService};

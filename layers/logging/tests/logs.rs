@@ -2,8 +2,7 @@
 //! Each test finds its own lines by the request ids it sends.
 
 use serde_json::Value;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 use tonic::transport::Server;
 use tonic_blueprint_core::MethodRegistry;
@@ -11,22 +10,9 @@ use tonic_blueprint_logging::RequestLoggingLayer;
 use tonic_blueprint_panic_recovery::PanicRecoveryLayer;
 use tonic_blueprint_testkit::pb::TestRequest;
 use tonic_blueprint_testkit::{
-    BIDI, FILE_DESCRIPTOR_SET, RawResponse, SERVER_STREAM, TestServer, UNARY,
+    BIDI, Captured, FILE_DESCRIPTOR_SET, RawResponse, SERVER_STREAM, TestServer, UNARY,
 };
 use tower::ServiceBuilder;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn logs() -> &'static Captured {
     static LOGS: OnceLock<Captured> = OnceLock::new();
@@ -46,7 +32,7 @@ fn logs() -> &'static Captured {
 }
 
 fn text() -> String {
-    String::from_utf8(logs().0.lock().expect("logs").clone()).expect("utf-8 logs")
+    logs().text()
 }
 
 /// The JSON lines that mention `needle`.

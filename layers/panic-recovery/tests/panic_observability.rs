@@ -1,27 +1,12 @@
 //! What operators see of a recovered panic: one error event with its location, and the
 //! shared counter. Its own test binary, since it installs the global subscriber and recorder.
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use metrics_util::debugging::DebuggingRecorder;
 use tonic::transport::Server;
 use tonic_blueprint_core::names;
 use tonic_blueprint_panic_recovery::PanicRecoveryLayer;
 use tonic_blueprint_testkit::pb::TestRequest;
-use tonic_blueprint_testkit::{SERVER_STREAM, TestServer, UNARY};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use tonic_blueprint_testkit::{Captured, SERVER_STREAM, TestServer, UNARY, counters_by_method};
 
 #[tokio::test]
 async fn a_recovered_panic_is_logged_with_its_location_and_counted() {
@@ -48,7 +33,7 @@ async fn a_recovered_panic_is_logged_with_its_location_and_counted() {
     .await
     .expect("call");
 
-    let text = String::from_utf8(logs.0.lock().expect("logs").clone()).expect("utf-8 logs");
+    let text = logs.text();
     let events: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("panic recovered"))
@@ -73,26 +58,9 @@ async fn a_recovered_panic_is_logged_with_its_location_and_counted() {
         );
     }
 
-    let snapshot = snapshotter.snapshot().into_vec();
-    let mut counted = Vec::new();
-    for (key, _, _, value) in snapshot {
-        if key.key().name() == names::PANICS_RECOVERED {
-            let method = key
-                .key()
-                .labels()
-                .find(|l| l.key() == names::LABEL_METHOD)
-                .map(|l| l.value().to_owned());
-            if let DebugValue::Counter(n) = value {
-                counted.push((method, n));
-            }
-        }
-    }
-    counted.sort();
+    let counted = counters_by_method(&snapshotter, names::PANICS_RECOVERED);
     assert_eq!(
         counted,
-        [
-            (Some("ServerStream".to_owned()), 1),
-            (Some("Unary".to_owned()), 1)
-        ]
+        [("ServerStream".to_owned(), 1), ("Unary".to_owned(), 1)]
     );
 }
