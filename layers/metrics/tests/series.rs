@@ -345,3 +345,81 @@ async fn without_descriptors_the_label_count_is_capped() {
         Some(1_995.0)
     );
 }
+
+#[tokio::test]
+async fn every_kind_and_every_outcome_is_counted_once_and_nothing_stays_in_flight() {
+    let (layer, handle) = metrics_layer();
+    let stack = ServiceBuilder::new()
+        .layer(layer)
+        .layer(PanicRecoveryLayer::new())
+        .layer(TimeoutLayer::new(Duration::from_millis(150)));
+    let server = TestServer::start(Server::builder().layer(stack)).await;
+    let raw = server.raw();
+    let kinds = [
+        (UNARY, "Unary", "unary"),
+        (SERVER_STREAM, "ServerStream", "server_stream"),
+        (CLIENT_STREAM, "ClientStream", "client_stream"),
+        (BIDI, "Bidi", "bidi_stream"),
+    ];
+    for (path, _, _) in kinds {
+        for request in [
+            TestRequest::echo("ok").count(2),
+            TestRequest::echo("x").fail(tonic::Code::NotFound, "nope"),
+            TestRequest::echo("x").panic(),
+            TestRequest::echo("x").sleep_ms(1000),
+        ] {
+            raw.call(path, &[request], &[]).await.expect("call");
+        }
+    }
+
+    // Client cancellation: each call is abandoned by its client while the handler sleeps.
+    let mut client = server.client().await;
+    let slow = || TestRequest::echo("x").sleep_ms(5000);
+    let give_up = Duration::from_millis(50);
+    let abandoned = [
+        tokio::time::timeout(give_up, async {
+            client.clone().unary(slow()).await.map(|_| ())
+        })
+        .await,
+        tokio::time::timeout(give_up, async {
+            let mut s = client.clone().server_stream(slow()).await?.into_inner();
+            s.message().await.map(|_| ())
+        })
+        .await,
+        tokio::time::timeout(give_up, async {
+            let upload = tokio_stream::iter(vec![slow()]);
+            client.clone().client_stream(upload).await.map(|_| ())
+        })
+        .await,
+        tokio::time::timeout(give_up, async {
+            let mut s = client
+                .bidi(tokio_stream::iter(vec![slow()]))
+                .await?
+                .into_inner();
+            s.message().await.map(|_| ())
+        })
+        .await,
+    ];
+    assert!(
+        abandoned.iter().all(Result::is_err),
+        "every client gave up first"
+    );
+    // Panics (4), deadlines (4) and cancellations (4) all drop a handler before its end.
+    let counts = server.service().counts();
+    assert_eq!(counts.wait_cancelled(12, Duration::from_secs(5)).await, 12);
+
+    let samples = Samples::parse(&handle.render());
+    for (_, name, kind) in kinds {
+        let m = method(&samples, name, kind);
+        for code in ["OK", "NotFound", "Internal", "DeadlineExceeded", "Canceled"] {
+            assert_eq!(m.handled(code), 1.0, "{name} {code}");
+        }
+        assert_eq!(m.value("grpc_server_started_total", &[]), 5.0, "{name}");
+        assert_eq!(
+            m.value("grpc_server_handling_seconds_count", &[]),
+            5.0,
+            "{name}"
+        );
+        assert_eq!(m.value("grpc_server_in_flight_calls", &[]), 0.0, "{name}");
+    }
+}

@@ -6,7 +6,7 @@ use tonic::Code;
 use tonic::transport::Server;
 use tonic_blueprint_rate_limit::{KeySource, Quota, REFUSED_MESSAGE, RateLimitLayer};
 use tonic_blueprint_testkit::pb::TestRequest;
-use tonic_blueprint_testkit::{CLIENT_STREAM, RawResponse, SERVER_STREAM, TestServer, UNARY};
+use tonic_blueprint_testkit::{BIDI, CLIENT_STREAM, RawResponse, SERVER_STREAM, TestServer, UNARY};
 use tonic_types::StatusExt;
 
 fn by_user(quota: Quota) -> RateLimitLayer {
@@ -110,38 +110,37 @@ async fn the_call_past_the_quota_is_refused_with_every_detail_while_another_key_
 
 #[tokio::test]
 async fn per_method_and_per_service_overrides() {
+    // The service's methods share 3 calls a minute, Unary has 2 of its own, ClientStream
+    // none at all; another service keeps the default.
     let layer = by_user(Quota::per_minute(100))
+        .with_service("blueprint.test.v1.TestService", Quota::per_minute(3))
         .with_method("blueprint.test.v1.TestService/Unary", Quota::per_minute(2))
-        .with_service("other.v1.Other", Quota::per_minute(1))
         .with_method(
             "blueprint.test.v1.TestService/ClientStream",
             Quota::refuse_all(),
         );
     let server = TestServer::start(Server::builder().layer(layer)).await;
     let user = [("x-user-id", "carol")];
-    assert_eq!(
-        call(&server, UNARY, &user).await.grpc_status(),
-        Some(Code::Ok)
-    );
-    assert_eq!(
-        call(&server, UNARY, &user).await.grpc_status(),
-        Some(Code::Ok)
-    );
-    assert_eq!(
-        call(&server, UNARY, &user).await.grpc_status(),
-        Some(Code::ResourceExhausted)
-    );
-    for _ in 0..5 {
-        // Methods without an override share the default quota, untouched by Unary's.
-        assert_eq!(
-            call(&server, SERVER_STREAM, &user).await.grpc_status(),
-            Some(Code::Ok)
-        );
-    }
+    let status = |path| {
+        let server = &server;
+        async move { call(server, path, &user).await.grpc_status() }
+    };
+    assert_eq!(status(UNARY).await, Some(Code::Ok));
+    assert_eq!(status(UNARY).await, Some(Code::Ok));
+    assert_eq!(status(UNARY).await, Some(Code::ResourceExhausted));
+    // The per-service quota, untouched by Unary's own.
+    assert_eq!(status(SERVER_STREAM).await, Some(Code::Ok));
+    assert_eq!(status(BIDI).await, Some(Code::Ok));
+    assert_eq!(status(SERVER_STREAM).await, Some(Code::Ok));
+    assert_eq!(status(BIDI).await, Some(Code::ResourceExhausted));
     // A zero quota refuses the method.
+    assert_eq!(status(CLIENT_STREAM).await, Some(Code::ResourceExhausted));
+    // Paths of other services get the default quota.
+    let other = call(&server, "/other.v1.Other/Get", &user).await;
     assert_eq!(
-        call(&server, CLIENT_STREAM, &user).await.grpc_status(),
-        Some(Code::ResourceExhausted)
+        other.grpc_status(),
+        Some(Code::Unimplemented),
+        "admitted, then unknown"
     );
 }
 
