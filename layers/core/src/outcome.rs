@@ -25,7 +25,7 @@
 //! ```
 
 use crate::BoxError;
-use crate::code::{code_from_error, code_from_headers, code_from_http_status};
+use crate::code::{code_from_headers, code_from_http_status};
 use crate::frame::MessageCounter;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -43,7 +43,7 @@ pub enum OutcomeSource {
     Trailers,
     /// The body ended without trailers (clients read this as UNKNOWN).
     EndOfStream,
-    /// The body returned an error (the stream is reset).
+    /// The body returned an error: the stream is reset and the client sees INTERNAL.
     BodyError,
     /// The response was dropped before its end: the client cancelled or disconnected.
     Dropped,
@@ -174,10 +174,9 @@ where
                 )),
                 (None, None) => None,
             },
-            Some(Err(e)) => Some((
-                code_from_error(e.as_ref()).unwrap_or(Code::Unknown),
-                OutcomeSource::BodyError,
-            )),
+            // The server resets the stream (RST_STREAM INTERNAL_ERROR), whatever the error
+            // holds: clients read that as INTERNAL.
+            Some(Err(_)) => Some((Code::Internal, OutcomeSource::BodyError)),
             None => Some((Code::Unknown, OutcomeSource::EndOfStream)),
         };
         if let Some((code, source)) = decided
@@ -259,13 +258,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn body_error_reports_the_status_inside_it() {
+    async fn a_body_error_is_internal_as_the_client_sees_it() {
         let err: BoxError = Box::new(tonic::Status::data_loss("gone"));
         let (response, seen) = run(vec![message(), Err(err)]);
         assert!(response.into_body().collect().await.is_err());
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 1);
-        assert_eq!(seen[0].code, Code::DataLoss);
+        assert_eq!(seen[0].code, Code::Internal);
         assert_eq!(seen[0].source, OutcomeSource::BodyError);
     }
 

@@ -54,7 +54,9 @@ pub fn status_trailers(status: Status) -> HeaderMap {
 }
 
 /// `status` with its message cut to [`MAX_MESSAGE_BYTES`] (at a character boundary, marked
-/// with `...`) and its details dropped when above [`MAX_DETAILS_BYTES`].
+/// with `...`) and its details dropped when above [`MAX_DETAILS_BYTES`] — or when the message
+/// was cut, since the `google.rpc.Status` in the details must carry the same message as the
+/// headers.
 ///
 /// The code and metadata are kept. A status within both caps is returned unchanged.
 pub fn cap_status(status: Status) -> Status {
@@ -68,7 +70,7 @@ pub fn cap_status(status: Status) -> Status {
     } else {
         status.message().to_owned()
     };
-    let details = if big_details {
+    let details = if big_details || long_message {
         bytes::Bytes::new()
     } else {
         bytes::Bytes::copy_from_slice(status.details())
@@ -121,6 +123,18 @@ mod tests {
         let small = Status::with_details(Code::InvalidArgument, "bad", vec![7u8; 10].into());
         let response: http::Response<()> = reject(small);
         assert!(response.headers().contains_key("grpc-status-details-bin"));
+    }
+
+    #[test]
+    fn cutting_the_message_drops_details_that_would_contradict_it() {
+        let status = Status::with_details(
+            Code::InvalidArgument,
+            "x".repeat(5000),
+            vec![1u8; 10].into(),
+        );
+        let capped = cap_status(status);
+        assert!(capped.message().len() <= MAX_MESSAGE_BYTES);
+        assert!(capped.details().is_empty());
     }
 
     #[test]

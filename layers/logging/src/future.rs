@@ -67,7 +67,7 @@ where
             Err(err) => {
                 let err: BoxError = err.into();
                 record.finish(
-                    code_from_error(err.as_ref()).unwrap_or(tonic::Code::Unknown),
+                    code_from_error(err.as_ref()).unwrap_or(tonic::Code::Internal),
                     0,
                 );
                 Poll::Ready(Err(err))

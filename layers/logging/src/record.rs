@@ -16,7 +16,7 @@ pub struct LogRecord {
     pub(crate) config: Arc<Config>,
     pub(crate) id: RpcIdentity,
     pub(crate) kind: RpcKind,
-    pub(crate) peer: Option<String>,
+    pub(crate) peer: Option<std::net::SocketAddr>,
     pub(crate) request_id: RequestId,
     pub(crate) started: Instant,
     pub(crate) received: Arc<AtomicU64>,
@@ -34,6 +34,7 @@ impl LogRecord {
         }
         let level = self.config.level(code);
         let _entered = self.span.enter();
+        let peer = self.peer.map(|addr| addr.to_string());
         grpc_request(
             level,
             &GrpcRequest {
@@ -44,7 +45,7 @@ impl LogRecord {
                 duration: self.started.elapsed(),
                 messages_received: self.received.load(Ordering::Relaxed),
                 messages_sent,
-                peer: self.peer.as_deref(),
+                peer: peer.as_deref(),
                 request_id: Some(self.request_id.as_str()),
             },
         );

@@ -50,8 +50,13 @@ impl<S> RequestLogging<S> {
     }
 }
 
+/// Client deadlines further away than this are not shown as a date (the largest
+/// `grpc-timeout`, 99999999H, lands past year 9999, which RFC 3339 cannot write).
+const MAX_SHOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(366 * 86_400);
+
 fn new_request_id() -> RequestId {
-    let id = uuid::Uuid::now_v7();
+    // `NoContext`: no process-wide lock; ids stay unique through their random bits.
+    let id = uuid::Uuid::new_v7(uuid::Timestamp::now(uuid::NoContext));
     let mut buf = uuid::Uuid::encode_buffer();
     // A hyphenated UUID is always an acceptable id; the fallback only keeps this panic-free.
     RequestId::from_generated(id.hyphenated().encode_lower(&mut buf))
@@ -97,9 +102,9 @@ where
         let peer = request
             .extensions()
             .get::<tonic::transport::server::TcpConnectInfo>()
-            .and_then(|info| info.remote_addr())
-            .map(|addr| addr.to_string());
+            .and_then(|info| info.remote_addr());
         let deadline = client_timeout(request.headers())
+            .filter(|timeout| *timeout <= MAX_SHOWN_DEADLINE)
             .and_then(|timeout| SystemTime::now().checked_add(timeout))
             .map(humantime::format_rfc3339_millis);
 
@@ -108,7 +113,7 @@ where
             grpc.service = id.service(),
             grpc.method = id.method(),
             grpc.method_type = kind.as_str(),
-            peer.address = peer.as_deref(),
+            peer.address = peer.map(tracing::field::display),
             request_id = request_id.as_str(),
             grpc.request.deadline = deadline.as_ref().map(tracing::field::display),
         );

@@ -115,6 +115,43 @@ async fn a_client_request_id_is_in_the_span_the_event_and_the_response() {
 }
 
 #[tokio::test]
+async fn an_absurd_client_deadline_is_served_and_logged_without_a_date() {
+    let server = server().await;
+    let response = server
+        .raw()
+        .call(
+            UNARY,
+            &[TestRequest::echo("x")],
+            &[
+                ("x-request-id", "far-deadline"),
+                ("grpc-timeout", "99999999H"),
+            ],
+        )
+        .await
+        .expect("the connection survives");
+    assert_eq!(response.grpc_status(), Some(tonic::Code::Ok));
+    let event = finished("far-deadline");
+    assert!(event["span"].get("grpc.request.deadline").is_none());
+    // A near deadline is shown.
+    server
+        .raw()
+        .call(
+            UNARY,
+            &[TestRequest::echo("x")],
+            &[("x-request-id", "near-deadline"), ("grpc-timeout", "5S")],
+        )
+        .await
+        .expect("call");
+    let event = finished("near-deadline");
+    assert!(
+        event["span"]["grpc.request.deadline"]
+            .as_str()
+            .expect("date")
+            .ends_with('Z')
+    );
+}
+
+#[tokio::test]
 async fn a_missing_or_unusable_request_id_is_replaced_by_a_uuid_v7() {
     let server = server().await;
     let long = "x".repeat(129);

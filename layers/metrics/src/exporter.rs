@@ -78,6 +78,16 @@ pub const DESCRIPTIONS: &[(&str, MetricType, &str)] = &[
         "RPCs refused by the RateLimit layer.",
     ),
     (
+        shared::RATE_LIMIT_ALLOWED,
+        MetricType::Counter,
+        "RPCs the RateLimit layer let through.",
+    ),
+    (
+        shared::RATE_LIMIT_BACKEND_ERRORS,
+        MetricType::Counter,
+        "Rate-limit checks whose backend failed or timed out.",
+    ),
+    (
         shared::VALIDATION_FAILURES,
         MetricType::Counter,
         "Requests refused by the RequestValidation layer.",

@@ -52,7 +52,7 @@ where
             Ok(response) => Poll::Ready(Ok(observe(response, record))),
             Err(err) => {
                 let err: BoxError = err.into();
-                let code = code_from_error(err.as_ref()).unwrap_or(Code::Unknown);
+                let code = code_from_error(err.as_ref()).unwrap_or(Code::Internal);
                 record.finish(code);
                 Poll::Ready(Err(err))
             }

@@ -5,7 +5,7 @@ use crate::status::{DefaultStatusForPanic, StatusForPanic};
 use tower_layer::Layer;
 
 /// Recovers panics as INTERNAL; see the [crate docs](crate).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PanicRecoveryLayer<H = DefaultStatusForPanic> {
     handler: H,
     forward: bool,
@@ -14,8 +14,14 @@ pub struct PanicRecoveryLayer<H = DefaultStatusForPanic> {
 impl PanicRecoveryLayer {
     /// Answers INTERNAL with [`INTERNAL_MESSAGE`](crate::INTERNAL_MESSAGE).
     pub fn new() -> Self {
-        crate::hook::install();
-        Self::default()
+        Self::with_status(DefaultStatusForPanic)
+    }
+}
+
+impl Default for PanicRecoveryLayer {
+    /// The same as [`PanicRecoveryLayer::new`] (which installs the location-recording hook).
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -71,44 +71,35 @@ pub(crate) struct CallKey(pub(crate) u64);
 
 impl KeyConfig {
     pub(crate) fn key<B>(&self, request: &http::Request<B>) -> CallKey {
-        let client_ip = self.client_ip(request);
-        let (kind, value): (&[u8], Option<Vec<u8>>) = match &self.source {
-            KeySource::Metadata(name) => (
-                b"m",
-                request
-                    .headers()
-                    .get(name)
-                    .filter(|v| !v.is_empty())
-                    .map(|v| v.as_bytes().to_vec()),
-            ),
-            KeySource::Identity => (
-                b"i",
-                request
-                    .extensions()
-                    .get::<CallerIdentity>()
-                    .map(|c| c.0.as_bytes().to_vec()),
-            ),
-            KeySource::ClientIp => (b"p", None),
+        let found = match &self.source {
+            KeySource::Metadata(name) => request
+                .headers()
+                .get(name)
+                .filter(|v| !v.is_empty())
+                .map(|v| self.hash(b"m", v.as_bytes())),
+            KeySource::Identity => request
+                .extensions()
+                .get::<CallerIdentity>()
+                .map(|c| self.hash(b"i", c.0.as_bytes())),
+            KeySource::ClientIp => None,
             KeySource::Global => return self.hash(b"g", b""),
-            KeySource::Custom(f) => (
-                b"c",
-                f(&KeyRequest {
-                    headers: request.headers(),
-                    extensions: request.extensions(),
-                    client_ip,
-                })
-                .map(String::into_bytes),
-            ),
+            KeySource::Custom(f) => f(&KeyRequest {
+                headers: request.headers(),
+                extensions: request.extensions(),
+                client_ip: self.client_ip(request),
+            })
+            .map(|value| self.hash(b"c", value.as_bytes())),
         };
-        match value {
-            Some(value) => self.hash(kind, &value),
-            None if self.fallback_to_ip || matches!(self.source, KeySource::ClientIp) => {
-                match client_ip {
-                    Some(IpAddr::V4(ip)) => self.hash(b"p", &ip.octets()),
-                    Some(IpAddr::V6(ip)) => self.hash(b"p", &ip.octets()),
-                    None => self.hash(b"a", b""),
-                }
-            }
+        if let Some(key) = found {
+            return key;
+        }
+        if !self.fallback_to_ip && !matches!(self.source, KeySource::ClientIp) {
+            return self.hash(b"a", b"");
+        }
+        match self.client_ip(request) {
+            Some(IpAddr::V4(ip)) => self.hash(b"p", &ip.octets()),
+            // One key per /64: a single IPv6 allocation holds 2^64 addresses to rotate through.
+            Some(IpAddr::V6(ip)) => self.hash(b"p", &ip.octets()[..8]),
             None => self.hash(b"a", b""),
         }
     }
@@ -121,9 +112,12 @@ impl KeyConfig {
         CallKey(hasher.finish())
     }
 
-    /// The peer's IP, or, when the peer is a trusted proxy, the client it forwards for: the
-    /// right-most `x-forwarded-for` address that is not itself a trusted proxy, else
-    /// `x-real-ip`.
+    /// The peer's IP, or, when the peer is a trusted proxy, the client it forwards for.
+    ///
+    /// `x-forwarded-for` is read from the right: trusted proxies are skipped and the first
+    /// other entry is the client. An entry that does not parse (after stripping a port) ends
+    /// the walk at the peer: what lies left of it cannot be trusted. Without
+    /// `x-forwarded-for`, `x-real-ip` is used.
     pub(crate) fn client_ip<B>(&self, request: &http::Request<B>) -> Option<IpAddr> {
         let peer = request
             .extensions()
@@ -133,26 +127,52 @@ impl KeyConfig {
         if !self.is_trusted(peer) {
             return Some(peer);
         }
-        let forwarded = request
+        let mut forwarded = request
             .headers()
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|part| part.trim().parse::<IpAddr>().ok())
-            .collect::<Vec<_>>();
-        if let Some(client) = forwarded.iter().rev().find(|ip| !self.is_trusted(**ip)) {
-            return Some(*client);
+            .peekable();
+        if forwarded.peek().is_some() {
+            let mut hops: Vec<&str> = Vec::new();
+            for value in forwarded {
+                let Ok(text) = value.to_str() else {
+                    return Some(peer);
+                };
+                hops.extend(text.split(','));
+            }
+            for hop in hops.iter().rev() {
+                match parse_hop(hop) {
+                    Some(ip) if self.is_trusted(ip) => continue,
+                    Some(ip) => return Some(ip),
+                    None => return Some(peer),
+                }
+            }
+            return Some(peer);
         }
         request
             .headers()
             .get("x-real-ip")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok())
+            .and_then(parse_hop)
             .or(Some(peer))
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
+}
+
+/// An address from a forwarding header: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1` or
+/// `[2001:db8::1]:443`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    if let Ok(ip) = hop.parse() {
+        return Some(ip);
+    }
+    if let Ok(addr) = hop.parse::<std::net::SocketAddr>() {
+        return Some(addr.ip());
+    }
+    hop.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .and_then(|h| h.parse().ok())
 }

@@ -19,6 +19,7 @@ pub struct RateLimitLayer {
     keys: KeyConfig,
     capacity: usize,
     expose_remaining: bool,
+    registry: Option<tonic_blueprint_core::MethodRegistry>,
     #[cfg(feature = "redis")]
     redis: Option<Arc<crate::redis::RedisBackend>>,
     built: Arc<OnceLock<Arc<Limiters>>>,
@@ -59,6 +60,7 @@ impl RateLimitLayer {
             },
             capacity: DEFAULT_CAPACITY,
             expose_remaining: true,
+            registry: None,
             #[cfg(feature = "redis")]
             redis: None,
             built: Arc::default(),
@@ -126,6 +128,13 @@ impl RateLimitLayer {
         self.changed()
     }
 
+    /// The service descriptors: counters label only the methods they name, and fold every
+    /// other path into `unknown` (without them, the first 1,000 paths are labelled).
+    pub fn with_registry(mut self, registry: tonic_blueprint_core::MethodRegistry) -> Self {
+        self.registry = Some(registry);
+        self.changed()
+    }
+
     /// Counts in Redis, so every replica shares one quota per caller.
     #[cfg(feature = "redis")]
     pub fn redis(mut self, backend: crate::redis::RedisBackend) -> Self {
@@ -145,7 +154,7 @@ impl RateLimitLayer {
                     policy,
                     keys: self.keys.clone(),
                     expose_remaining: self.expose_remaining,
-                    counters: Default::default(),
+                    counters: crate::limiter::Counters::new(self.registry.clone()),
                     #[cfg(feature = "redis")]
                     redis: self.redis.clone(),
                 })

@@ -10,9 +10,10 @@
 //!   in the initial metadata. Admitted calls carry `ratelimit: "default";r=<remaining>`
 //!   unless [`RateLimitLayer::expose_remaining`] turns it off.
 //!
-//! Quotas are per method through a [`MethodPolicy`](tonic_blueprint_core::MethodPolicy):
-//! a default (the blueprint's 100 per minute), per service, per method; a zero quota refuses
-//! the method. [`Mode::Strict`] (the default) guarantees that no window of the quota's length
+//! Quotas are per policy entry of a [`MethodPolicy`](tonic_blueprint_core::MethodPolicy):
+//! a default (the blueprint's 100 per minute per caller, shared by every method without an
+//! override, as in the Go original), per service (shared by its methods), per method; a zero
+//! quota refuses the method, whatever a backend says. [`Mode::Strict`] (the default) guarantees that no window of the quota's length
 //! admits more than the limit; [`Mode::Gcra`] is governor's algorithm with a configurable
 //! burst (smoother, but "100 per minute, burst 100" can admit 199 calls in a minute).
 //!
@@ -20,7 +21,12 @@
 //! [`CallerIdentity`] an auth layer stored, the client IP (from tonic's connect info;
 //! `x-forwarded-for` / `x-real-ip` only from [trusted proxies](RateLimitLayer::trusted_proxies)),
 //! one global key, or a function. Keys are hashed (SipHash-1-3 with a secret) and never
-//! stored raw. A call without its key counts against its client IP (configurable).
+//! stored raw; IPv6 clients count per /64. A call without its key counts against its client
+//! IP (configurable). Metadata keys are only as good as what set them: use them behind
+//! authentication, or a client can rotate `x-user-id` values. The default hashing secret is a
+//! fixed, public value so that replicas sharing Redis agree out of the box; set your own with
+//! [`RateLimitLayer::key_secret`] (the same on every replica), since hashed IPv4 addresses
+//! can be reversed by trying them all.
 //!
 //! The state is shared by every clone of the service and never waits in `poll_ready`.
 //! In-process state is bounded: see [the bound](#memory). With the `redis` feature, every

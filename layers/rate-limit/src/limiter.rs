@@ -15,7 +15,6 @@ use tonic_blueprint_core::{MethodPolicy, RpcIdentity, names};
 pub(crate) struct Entry {
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) name: String,
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) quota: Quota,
     pub(crate) quota_text: String,
     pub(crate) policy_header: HeaderValue,
@@ -48,7 +47,11 @@ const MAX_CACHED_REMAINING: u32 = 4096;
 
 impl Entry {
     /// The `ratelimit` field for `remaining` calls left.
+    /// `None` for [`u32::MAX`], the "not counted" value (a failed-open check).
     pub(crate) fn remaining_header(&self, remaining: u32) -> Option<HeaderValue> {
+        if remaining == u32::MAX {
+            return None;
+        }
         match self.remaining.get(remaining as usize) {
             Some(value) => Some(value.clone()),
             None => crate::refusal::remaining_header(remaining),
@@ -80,10 +83,14 @@ impl Limiters {
 /// Methods whose counter handles are cached; calls to further paths register per call.
 const CACHED_METHODS: usize = 1000;
 
-/// The shared-family counters of each method, registered once.
+/// The shared-family counters of each method, registered once. Paths the descriptors do not
+/// know (or, without descriptors, paths beyond the first [`CACHED_METHODS`]) fold into one
+/// `unknown` label, so a scanner cannot grow the series count.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     by_path: RwLock<HashMap<Box<str>, [Counter; 3]>>,
+    unknown: std::sync::OnceLock<[Counter; 3]>,
+    pub(crate) registry: Option<tonic_blueprint_core::MethodRegistry>,
 }
 
 /// Which counter.
@@ -95,7 +102,29 @@ pub(crate) enum Count {
     BackendError = 2,
 }
 
+fn register(service: &str, method: &str) -> [Counter; 3] {
+    let counter = |name: &'static str| {
+        metrics::counter!(
+            name,
+            names::LABEL_SERVICE => service.to_owned(),
+            names::LABEL_METHOD => method.to_owned(),
+        )
+    };
+    [
+        counter(names::RATE_LIMIT_ALLOWED),
+        counter(names::RATE_LIMITED),
+        counter(names::RATE_LIMIT_BACKEND_ERRORS),
+    ]
+}
+
 impl Counters {
+    pub(crate) fn new(registry: Option<tonic_blueprint_core::MethodRegistry>) -> Self {
+        Self {
+            registry,
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn increment(&self, id: &RpcIdentity, which: Count) {
         if let Ok(map) = self.by_path.read()
             && let Some(counters) = map.get(id.path())
@@ -103,24 +132,22 @@ impl Counters {
             counters[which as usize].increment(1);
             return;
         }
-        let register = |name: &'static str| {
-            metrics::counter!(
-                name,
-                names::LABEL_SERVICE => id.service().to_owned(),
-                names::LABEL_METHOD => id.method().to_owned(),
-            )
-        };
-        let counters = [
-            register(names::RATE_LIMIT_ALLOWED),
-            register(names::RATE_LIMITED),
-            register(names::RATE_LIMIT_BACKEND_ERRORS),
-        ];
-        counters[which as usize].increment(1);
-        if let Ok(mut map) = self.by_path.write()
+        let known = self.registry.as_ref().is_none_or(|r| r.contains(id)) && !id.is_unknown();
+        if known
+            && let Ok(mut map) = self.by_path.write()
             && map.len() < CACHED_METHODS
         {
-            map.insert(id.path().into(), counters);
+            let counters = map
+                .entry(id.path().into())
+                .or_insert_with(|| register(id.service(), id.method()));
+            counters[which as usize].increment(1);
+            return;
         }
+        let unknown = self.unknown.get_or_init(|| {
+            let unknown = tonic_blueprint_core::identity::UNKNOWN;
+            register(unknown, unknown)
+        });
+        unknown[which as usize].increment(1);
     }
 
     pub(crate) fn decision(&self, id: &RpcIdentity, decision: &Decision) {

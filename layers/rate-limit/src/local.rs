@@ -78,8 +78,9 @@ type Map<V> = DashMap<u64, V, Prehashed>;
 
 /// Calls between two checks of the map's size (and of whether a sweep is due).
 pub const SWEEP_EVERY: u64 = 1024;
-/// The key every new caller shares while the map is full.
-const OVERFLOW: u64 = u64::MAX;
+/// New callers arriving while the map is full share one of this many overflow quotas, chosen
+/// by their key, so one flood of keys cannot lock out every newcomer at once.
+const OVERFLOW_BUCKETS: u64 = 64;
 const SLOTS: usize = STRICT_SUBWINDOWS as usize + 1;
 
 #[derive(Debug)]
@@ -207,7 +208,11 @@ impl LocalLimiter {
             Store::Gcra { map, .. } => map.contains_key(&key),
             Store::Strict { map, .. } => map.contains_key(&key),
         };
-        if known { key } else { OVERFLOW }
+        if known {
+            key
+        } else {
+            u64::MAX - key % OVERFLOW_BUCKETS
+        }
     }
 
     fn len(&self) -> usize {
@@ -252,7 +257,7 @@ impl LocalLimiter {
             Store::Refuse => {}
             Store::Gcra { map, .. } => {
                 map.retain(|_, tat| tat.load(Ordering::Relaxed) > now);
-                map.shrink_to_fit();
+                shrink_if_sparse(map);
             }
             Store::Strict { sub, map, .. } => {
                 let cur = now / sub;
@@ -261,7 +266,7 @@ impl LocalLimiter {
                         .map(|w| cur.saturating_sub(w.last) < SLOTS as u64)
                         .unwrap_or(false)
                 });
-                map.shrink_to_fit();
+                shrink_if_sparse(map);
             }
         }
         self.full
@@ -274,19 +279,31 @@ impl LocalLimiter {
     }
 }
 
+/// Gives memory back only when the map is mostly empty: shrinking a busy map just makes it
+/// grow and rehash again under its shard locks.
+fn shrink_if_sparse<V>(map: &Map<V>) {
+    if map.len() * 4 < map.capacity() {
+        map.shrink_to_fit();
+    }
+}
+
 fn gcra(tat: &AtomicU64, now: u64, interval: u64, tolerance: u64) -> Decision {
     let mut current = tat.load(Ordering::Relaxed);
     loop {
         let base = current.max(now);
-        if base > now + tolerance {
+        if base > now.saturating_add(tolerance) {
             return Decision::Refused {
                 retry_after: Duration::from_nanos(base - tolerance - now),
             };
         }
-        let next = base + interval;
+        let next = base.saturating_add(interval);
         match tat.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => {
-                let remaining = (now + tolerance + interval).saturating_sub(next) / interval;
+                let remaining = now
+                    .saturating_add(tolerance)
+                    .saturating_add(interval)
+                    .saturating_sub(next)
+                    / interval;
                 return Decision::Allowed {
                     remaining: remaining.min(u64::from(u32::MAX)) as u32,
                 };
@@ -411,12 +428,15 @@ mod tests {
         }
         l.sweep(); // nothing idle yet: the map is full
         assert_eq!(l.keys(), 10);
-        // New keys now count against one shared quota of 2.
-        let allowed = (100..110)
+        // New keys now count against shared overflow quotas: these ten all land in one.
+        let allowed = (0..10)
+            .map(|i| 100 + i * OVERFLOW_BUCKETS)
             .filter(|k| matches!(l.check(CallKey(*k)), Decision::Allowed { .. }))
             .count();
         assert_eq!(allowed, 2);
         assert_eq!(l.keys(), 11, "only the overflow key was added");
+        // A newcomer in another overflow bucket is not locked out by them.
+        assert!(matches!(l.check(CallKey(101)), Decision::Allowed { .. }));
         // Known keys keep their own quota.
         assert!(matches!(l.check(CallKey(3)), Decision::Allowed { .. }));
         std::thread::sleep(Duration::from_millis(120)); // let every window expire

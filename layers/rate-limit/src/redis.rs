@@ -140,7 +140,10 @@ impl RedisBackend {
                 );
                 limiters.counters.increment(id, Count::BackendError);
                 match self.on_failure {
-                    FailurePolicy::FailOpen => Decision::Allowed { remaining: 0 },
+                    // Not counted: no remaining figure to tell the client.
+                    FailurePolicy::FailOpen => Decision::Allowed {
+                        remaining: u32::MAX,
+                    },
                     FailurePolicy::FailClosed => Decision::Refused {
                         retry_after: Duration::from_secs(1),
                     },

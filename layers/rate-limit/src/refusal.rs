@@ -30,6 +30,22 @@ pub(crate) fn refusal(policy: &HeaderValue, quota_text: &str, retry_after: Durat
     Status::with_error_details_and_metadata(Code::ResourceExhausted, message, details, metadata)
 }
 
+/// RESOURCE_EXHAUSTED for a method whose quota is zero: no RetryInfo or `retry-after`, since
+/// no retry will succeed.
+pub(crate) fn closed(policy: &HeaderValue) -> Status {
+    let details = ErrorDetails::with_quota_failure_violation("method", "this method is closed");
+    let mut metadata = MetadataMap::new();
+    if let Ok(policy) = MetadataValue::try_from(policy.as_bytes()) {
+        metadata.insert("ratelimit-policy", policy);
+    }
+    Status::with_error_details_and_metadata(
+        Code::ResourceExhausted,
+        format!("{REFUSED_MESSAGE}; this method accepts no calls"),
+        details,
+        metadata,
+    )
+}
+
 /// The `ratelimit` field of an admitted call: how many calls remain.
 pub(crate) fn remaining_header(remaining: u32) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!("\"default\";r={remaining}")).ok()

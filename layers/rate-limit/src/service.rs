@@ -66,6 +66,18 @@ where
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
         let id = RpcIdentity::get_or_insert(&mut request);
         let limiters = self.limiters.clone();
+        {
+            let entry = limiters.entry(&id);
+            if entry.quota.limit == 0 {
+                // Closed whatever any backend says: never let an outage open it.
+                limiters
+                    .counters
+                    .increment(&id, crate::limiter::Count::Refused);
+                return ResponseFuture::refused(reject(crate::refusal::closed(
+                    &entry.policy_header,
+                )));
+            }
+        }
         let key = limiters.key(&request);
 
         #[cfg(feature = "redis")]

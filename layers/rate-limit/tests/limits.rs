@@ -249,3 +249,53 @@ async fn streams_pass_through_when_admitted() {
     }
     assert_eq!(n, 4);
 }
+
+#[tokio::test]
+async fn forwarded_entries_with_ports_count_and_garbage_falls_back_to_the_peer() {
+    let layer = RateLimitLayer::new(Quota::per_minute(1))
+        .trusted_proxies(["127.0.0.0/8".parse().expect("net")]);
+    let server = TestServer::start(Server::builder().layer(layer)).await;
+    let code = |xff: &'static str| {
+        let server = &server;
+        async move {
+            call(server, UNARY, &[("x-forwarded-for", xff)])
+                .await
+                .grpc_status()
+        }
+    };
+    // A port on the forwarded address does not hide it: both are 9.9.9.9.
+    assert_eq!(code("9.9.9.9:4711").await, Some(Code::Ok));
+    assert_eq!(code("9.9.9.9").await, Some(Code::ResourceExhausted));
+    // An entry that does not parse ends the walk at the peer: the spoofed left part is
+    // ignored and both calls count against the peer.
+    assert_eq!(code("1.1.1.1, not-an-ip").await, Some(Code::Ok));
+    assert_eq!(
+        code("2.2.2.2, not-an-ip").await,
+        Some(Code::ResourceExhausted)
+    );
+    // IPv6 clients count per /64.
+    assert_eq!(code("[2001:db8:1:2::1]:443").await, Some(Code::Ok));
+    assert_eq!(
+        code("2001:db8:1:2::ffff").await,
+        Some(Code::ResourceExhausted)
+    );
+    assert_eq!(code("2001:db8:1:3::1").await, Some(Code::Ok));
+}
+
+#[tokio::test]
+async fn a_closed_method_is_refused_without_a_retry_hint() {
+    let layer = RateLimitLayer::new(Quota::per_minute(100))
+        .with_method("blueprint.test.v1.TestService/Unary", Quota::refuse_all());
+    let server = TestServer::start(Server::builder().layer(layer)).await;
+    let refused = call(&server, UNARY, &[]).await;
+    assert_eq!(refused.grpc_status(), Some(Code::ResourceExhausted));
+    assert!(refused.is_trailers_only());
+    assert!(!refused.headers.contains_key("retry-after"));
+    let mut client = server.client().await;
+    let status = client
+        .unary(TestRequest::echo("x"))
+        .await
+        .expect_err("closed");
+    assert!(status.get_error_details().retry_info().is_none());
+    assert_eq!(server.service().counts().started(), 0);
+}

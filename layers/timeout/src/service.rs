@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tonic_blueprint_core::deadline::client_timeout;
-use tonic_blueprint_core::{Deadline, DeadlineSource, MethodPolicy, RpcIdentity};
+use tonic_blueprint_core::{Deadline, MethodPolicy, RpcIdentity};
 use tower_service::Service;
 
 /// How much earlier than a client-supplied deadline the timer fires.
@@ -77,12 +77,14 @@ where
         let client = client_timeout(request.headers());
         let fire_at = Deadline::effective(server, client).map(|deadline| {
             request.extensions_mut().insert(deadline);
-            match deadline.source() {
-                DeadlineSource::Client => deadline
+            // Whenever the client sent a timeout, tonic's outer timer runs on it: stay ahead
+            // of it even when the server's timeout is equal (a tie names the server).
+            match client {
+                Some(_) => deadline
                     .expires_at()
                     .checked_sub(CLIENT_DEADLINE_LEAD)
                     .unwrap_or(deadline.expires_at()),
-                DeadlineSource::Server => deadline.expires_at(),
+                None => deadline.expires_at(),
             }
         });
         ResponseFuture::new(self.inner.call(request), fire_at, id)
