@@ -11,6 +11,7 @@
 //! | `logging` | [`tonic-blueprint-logging`](logging) | request ids, one span per call, the finishing event at a level chosen by outcome, sensitive metadata redacted |
 //! | `metrics` | [`tonic-blueprint-metrics`](metrics) | the go-grpc-prometheus metric family from the real final status, and the `/metrics` exporter |
 //! | `rate-limit` | [`tonic-blueprint-rate-limit`](rate_limit) | per-caller quotas per method, RESOURCE_EXHAUSTED with RetryInfo, bounded memory |
+//! | `cache` | [`tonic-blueprint-cache`](cache) | unary response caching: opt-in per method, vary metadata, single-flight, trailers kept (in-process store so far) |
 //! | `redis` (off) | | the rate limiter's Redis backend: one quota across replicas |
 //! | `telemetry` | [`telemetry`] (this crate) | the tracing subscriber: env filter, pretty or JSON, rotated files, non-blocking |
 //! | (always) | [`tonic-blueprint-core`](core) | the shared plumbing: RPC identity, method policy, trailers-only rejections, outcome observer, deadlines, frames |
@@ -64,6 +65,10 @@ pub use tonic_blueprint_metrics as metrics;
 #[cfg(feature = "rate-limit")]
 #[doc(inline)]
 pub use tonic_blueprint_rate_limit as rate_limit;
+
+#[cfg(feature = "cache")]
+#[doc(inline)]
+pub use tonic_blueprint_cache as cache;
 
 #[cfg(feature = "telemetry")]
 pub mod telemetry;

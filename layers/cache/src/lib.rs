@@ -1,0 +1,49 @@
+//! Response caching for tonic services.
+//!
+//! No HTTP cache fits gRPC: they key on method and URI (every call to one RPC looks the same),
+//! decide on the HTTP status (always 200) and drop trailers (which carry the gRPC status).
+//! [`ResponseCacheLayer`] caches **unary** responses of the methods you opt in:
+//!
+//! - per method or service through the method policy ([`ResponseCacheLayer::cache`]), or every
+//!   method the descriptors mark `option idempotency_level = NO_SIDE_EFFECTS`
+//!   ([`ResponseCacheLayer::with_registry`]); TTL default 5 minutes;
+//! - the key is a hash of the method, the request message bytes (read from the gRPC frame;
+//!   compressed requests bypass the cache) and the vary metadata (`authorization`,
+//!   `x-user-id`, `x-tenant-id` by default), so one caller's response is never served to
+//!   another; keys hold no payload, id or credential;
+//! - only OK responses are stored, with their metadata and trailers, in a compact binary form;
+//!   responses carry `x-cache: hit` or `x-cache: miss`; `cache-control: no-cache` in the
+//!   request skips the lookup; responses above a size cap are served but not stored;
+//! - single-flight: concurrent misses for one key run the handler once and share its answer;
+//! - a store error or slow lookup never fails a call: it goes to the handler, counted in
+//!   `grpc_server_cache_errors_total` (hits, misses and sets have their counters too).
+//!
+//! The store is a trait ([`CacheStore`]); [`MokaStore`] is the in-process backend, bounded by
+//! bytes.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tonic::transport::Server;
+//! use tonic_blueprint_cache::ResponseCacheLayer;
+//!
+//! # async fn run(routes: tonic::service::Routes) -> Result<(), Box<dyn std::error::Error>> {
+//! Server::builder()
+//!     .layer(ResponseCacheLayer::new().cache("payments.v1.PaymentService/GetPayment", Duration::from_secs(300)))
+//!     .add_routes(routes)
+//!     .serve("127.0.0.1:50051".parse()?)
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+mod body;
+mod entry;
+mod flight;
+mod layer;
+mod service;
+mod store;
+
+pub use body::CacheBody;
+pub use entry::CachedResponse;
+pub use layer::{DEFAULT_TTL, DEFAULT_VARY, ResponseCacheLayer};
+pub use service::{ResponseCache, ResponseFuture, X_CACHE};
+pub use store::{CacheStore, MokaStore, StoreError, StoreFuture};

@@ -1,0 +1,302 @@
+//! The service: lookup, single-flight, handler, store.
+
+use crate::body::CacheBody;
+use crate::entry::CachedResponse;
+use crate::flight::Role;
+use crate::layer::Shared;
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue};
+use http_body_util::BodyExt;
+use pin_project_lite::pin_project;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tonic_blueprint_core::{BoxError, RpcIdentity, names, read_unary_request, reject};
+use tower_service::Service;
+
+/// `x-cache` on responses of cached methods.
+pub const X_CACHE: &str = "x-cache";
+
+/// Middleware that caches unary responses; see the [crate docs](crate).
+#[derive(Clone)]
+pub struct ResponseCache<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for ResponseCache<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseCache")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> ResponseCache<S> {
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+type Boxed<B> =
+    Pin<Box<dyn Future<Output = Result<http::Response<CacheBody<B>>, BoxError>> + Send>>;
+
+pin_project! {
+    /// Response future of [`ResponseCache`].
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        state: State<F, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B> {
+        // A method that is not cached.
+        Passthrough { #[pin] future: F },
+        // Lookup, then the handler if needed.
+        Cached { future: Boxed<B> },
+    }
+}
+
+impl<F, B> std::fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<http::Response<CacheBody<B>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Passthrough { future } => {
+                let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                Poll::Ready(Ok(response.map(CacheBody::inner)))
+            }
+            StateProj::Cached { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for ResponseCache<S>
+where
+    S: Service<http::Request<tonic::body::Body>, Response = http::Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    ReqBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = http::Response<CacheBody<ResBody>>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        let id = RpcIdentity::get_or_insert(&mut request);
+        let Some(ttl) = self.shared.ttl(&id) else {
+            let request = request.map(tonic::body::Body::new);
+            return ResponseFuture {
+                state: State::Passthrough {
+                    future: self.inner.call(request),
+                },
+            };
+        };
+        // The lookup is asynchronous: take the ready service and go.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        ResponseFuture {
+            state: State::Cached {
+                future: Box::pin(cached_call(shared, inner, request, id, ttl)),
+            },
+        }
+    }
+}
+
+fn count(name: &'static str, id: &RpcIdentity) {
+    metrics::counter!(
+        name,
+        names::LABEL_SERVICE => id.service().to_owned(),
+        names::LABEL_METHOD => id.method().to_owned(),
+    )
+    .increment(1);
+}
+
+fn skips_lookup(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
+}
+
+fn replay<B>(entry: &CachedResponse, x_cache: &'static str) -> http::Response<CacheBody<B>> {
+    let mut response = http::Response::new(CacheBody::stored(
+        entry.body.clone(),
+        entry.trailers.clone(),
+    ));
+    *response.headers_mut() = entry.headers.clone();
+    response
+        .headers_mut()
+        .insert(X_CACHE, HeaderValue::from_static(x_cache));
+    response
+}
+
+async fn cached_call<S, ReqBody, ResBody>(
+    shared: Arc<Shared>,
+    mut inner: S,
+    request: http::Request<ReqBody>,
+    id: RpcIdentity,
+    ttl: Duration,
+) -> Result<http::Response<CacheBody<ResBody>>, BoxError>
+where
+    S: Service<http::Request<tonic::body::Body>, Response = http::Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    ReqBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ReqBody::Error: Into<BoxError>,
+    // Unpin: the body is read in place and, when too large to keep, handed on half-read.
+    // tonic's own body is; put this layer next to the handler, as the blueprint does.
+    ResBody: http_body::Body<Data = Bytes> + Unpin,
+    ResBody::Error: Into<BoxError>,
+{
+    let (parts, body) = request.into_parts();
+    let unary = match read_unary_request(body, shared.max_request_bytes).await {
+        Ok(unary) => unary,
+        Err(e) => return Ok(reject(e.to_status())),
+    };
+    let handler_request = |unary: tonic_blueprint_core::UnaryRequest| {
+        http::Request::from_parts(parts.clone(), tonic::body::Body::new(unary.into_body()))
+    };
+    if unary.is_compressed() {
+        // The key must not depend on how the client chose to compress: bypass.
+        let response = inner
+            .call(handler_request(unary))
+            .await
+            .map_err(Into::into)?;
+        return Ok(response.map(CacheBody::inner));
+    }
+    let key = shared.key(&id, &unary.message(), &parts.headers);
+
+    if !skips_lookup(&parts.headers) {
+        match tokio::time::timeout(shared.lookup_timeout, shared.store.get(key)).await {
+            Ok(Ok(Some(stored))) => {
+                if let Some(entry) = CachedResponse::decode(stored) {
+                    count(names::CACHE_HITS, &id);
+                    return Ok(replay(&entry, "hit"));
+                }
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                count(names::CACHE_ERRORS, &id);
+                tracing::warn!(error = %e, grpc.method = id.method(), "cache lookup failed");
+            }
+            Err(_) => {
+                count(names::CACHE_ERRORS, &id);
+                tracing::warn!(grpc.method = id.method(), "cache lookup timed out");
+            }
+        }
+    }
+    count(names::CACHE_MISSES, &id);
+
+    let leader = match shared.flights.join(key) {
+        Role::Follower(flight) => {
+            if let Some(entry) = flight.wait().await {
+                return Ok(replay(&entry, "hit"));
+            }
+            // The leader's answer was not shareable: run the handler ourselves.
+            None
+        }
+        Role::Leader(leader) => Some(leader),
+    };
+
+    let response = inner
+        .call(handler_request(unary))
+        .await
+        .map_err(Into::into)?;
+    let trailers_only = response.headers().contains_key("grpc-status");
+    if response.status() != http::StatusCode::OK || trailers_only {
+        // An error (or a rejection): never stored, never shared.
+        let mut response = response.map(CacheBody::inner);
+        response
+            .headers_mut()
+            .insert(X_CACHE, HeaderValue::from_static("miss"));
+        return Ok(response);
+    }
+    let (mut head, mut body) = response.into_parts();
+    head.headers
+        .insert(X_CACHE, HeaderValue::from_static("miss"));
+    let mut buffered = BytesMut::new();
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(Into::into)?;
+        match frame.into_data() {
+            Ok(data) => {
+                if buffered.len() + data.len() > shared.max_entry_bytes {
+                    // Too large to keep: send what we have and stream the rest.
+                    buffered.extend_from_slice(&data);
+                    return Ok(http::Response::from_parts(
+                        head,
+                        CacheBody::prefixed(buffered.freeze(), body),
+                    ));
+                }
+                buffered.extend_from_slice(&data);
+            }
+            Err(frame) => {
+                if let Ok(t) = frame.into_trailers() {
+                    trailers = Some(t);
+                }
+            }
+        }
+    }
+    let trailers = trailers.unwrap_or_default();
+    let ok = trailers.get("grpc-status").is_some_and(|s| s == "0");
+    let entry = Arc::new(CachedResponse {
+        headers: head.headers.clone(),
+        body: buffered.freeze(),
+        trailers,
+    });
+    if ok {
+        let stored = shared.store.set(key, entry.encode(), ttl);
+        match tokio::time::timeout(shared.lookup_timeout, stored).await {
+            Ok(Ok(())) => count(names::CACHE_SETS, &id),
+            _ => count(names::CACHE_ERRORS, &id),
+        }
+    }
+    if let Some(leader) = leader {
+        leader.land(ok.then(|| entry.clone()));
+    }
+    let mut response = replay(&entry, "miss");
+    *response.headers_mut() = head.headers;
+    Ok(response)
+}

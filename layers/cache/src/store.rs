@@ -1,0 +1,103 @@
+//! Where entries live: the [`CacheStore`] trait and its in-process backend, moka.
+
+use bytes::Bytes;
+use moka::Expiry;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+/// A boxed future of a store operation.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A backend failure. Never shown to clients: a failing cache only costs a handler call.
+#[derive(Debug)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cache store error: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// A key-value store for cached responses, keyed by the hashed request.
+pub trait CacheStore: Send + Sync + 'static {
+    /// The value of `key`, if present and fresh.
+    fn get(&self, key: u64) -> StoreFuture<'_, Option<Bytes>>;
+    /// Stores `value` for `ttl`.
+    fn set(&self, key: u64, value: Bytes, ttl: Duration) -> StoreFuture<'_, ()>;
+    /// Removes `key`.
+    fn delete(&self, key: u64) -> StoreFuture<'_, ()>;
+}
+
+/// The in-process store: moka, bounded by the total size of its values.
+#[derive(Clone, Debug)]
+pub struct MokaStore {
+    cache: moka::future::Cache<u64, (Bytes, Duration)>,
+}
+
+/// Each entry lives for the TTL it was stored with.
+struct PerEntryTtl;
+
+impl Expiry<u64, (Bytes, Duration)> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &u64,
+        value: &(Bytes, Duration),
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.1)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &u64,
+        value: &(Bytes, Duration),
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.1)
+    }
+}
+
+impl MokaStore {
+    /// A store holding at most `max_bytes` of values (plus a fixed overhead per entry).
+    pub fn new(max_bytes: u64) -> Self {
+        let cache = moka::future::Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|_key: &u64, value: &(Bytes, Duration)| {
+                u32::try_from(value.0.len() + 64).unwrap_or(u32::MAX)
+            })
+            .expire_after(PerEntryTtl)
+            .build();
+        Self { cache }
+    }
+}
+
+impl Default for MokaStore {
+    /// 64 MiB.
+    fn default() -> Self {
+        Self::new(64 * 1024 * 1024)
+    }
+}
+
+impl CacheStore for MokaStore {
+    fn get(&self, key: u64) -> StoreFuture<'_, Option<Bytes>> {
+        Box::pin(async move { Ok(self.cache.get(&key).await.map(|(value, _)| value)) })
+    }
+
+    fn set(&self, key: u64, value: Bytes, ttl: Duration) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.cache.insert(key, (value, ttl)).await;
+            Ok(())
+        })
+    }
+
+    fn delete(&self, key: u64) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.cache.invalidate(&key).await;
+            Ok(())
+        })
+    }
+}
