@@ -27,6 +27,7 @@
 //! ```
 
 mod capture;
+mod own_server;
 pub mod prom;
 mod raw;
 mod request;
@@ -34,6 +35,7 @@ mod server;
 mod service;
 
 pub use capture::{Captured, counters_by_method, unary_http_request};
+pub use own_server::{OwnRedis, free_port, unique_prefix};
 pub use raw::{RawClient, RawResponse};
 pub use server::TestServer;
 pub use service::{HandlerCounts, PANIC_TEXT, TestService};

@@ -19,7 +19,8 @@
 //!   `grpc_server_cache_errors_total` (hits, misses and sets have their counters too).
 //!
 //! The store is a trait ([`CacheStore`]); [`MokaStore`] is the in-process backend, bounded by
-//! bytes.
+//! bytes; with the `redis` feature, `RedisStore` shares entries between replicas and
+//! `TwoTierStore` puts moka in front of it.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -39,11 +40,15 @@ mod body;
 mod entry;
 mod flight;
 mod layer;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod service;
 mod store;
 
 pub use body::CacheBody;
 pub use entry::CachedResponse;
 pub use layer::{DEFAULT_TTL, DEFAULT_VARY, ResponseCacheLayer};
+#[cfg(feature = "redis")]
+pub use redis_store::{RedisStore, TwoTierStore};
 pub use service::{ResponseCache, ResponseFuture, X_CACHE};
 pub use store::{CacheStore, MokaStore, StoreError, StoreFuture};

@@ -3,23 +3,13 @@
 #![cfg(feature = "redis")]
 
 use fred::prelude::*;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tonic::Code;
 use tonic::transport::Server;
 use tonic_blueprint_rate_limit::redis::{FailurePolicy, RedisBackend};
 use tonic_blueprint_rate_limit::{KeySource, Quota, RateLimitLayer};
 use tonic_blueprint_testkit::pb::TestRequest;
-use tonic_blueprint_testkit::{TestServer, UNARY};
-
-fn unique_prefix(test: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("test:{test}:{}:{nanos}:", std::process::id())
-}
+use tonic_blueprint_testkit::{OwnRedis, TestServer, UNARY, free_port, unique_prefix};
 
 async fn client(url: &str) -> Client {
     let config = Config::from_url(url).expect("redis url");
@@ -93,63 +83,11 @@ async fn two_servers_sharing_redis_enforce_one_quota() {
     assert_eq!(code(&a, "someone-else").await, Some(Code::Ok));
 }
 
-struct OwnRedis {
-    port: u16,
-    child: Child,
-}
-
-impl OwnRedis {
-    fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/services.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { port, child }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 #[tokio::test]
 async fn a_redis_outage_fails_no_rpc_under_fail_open_and_limiting_resumes_after() {
     let port = free_port();
     let mut redis = OwnRedis::start(port);
-    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let url = redis.url();
     let backend = RedisBackend::new(client(&url).await, unique_prefix("outage"))
         .timeout(Duration::from_millis(100))
         .on_failure(FailurePolicy::FailOpen);
