@@ -37,6 +37,13 @@ impl TestRequest {
         self
     }
 
+    /// Unary: send this response metadata.
+    pub fn respond_with(mut self, key: &str, value: &str) -> Self {
+        self.response_metadata
+            .insert(key.to_owned(), value.to_owned());
+        self
+    }
+
     /// For a server stream: act after the first response instead of before any.
     pub fn mid_stream(mut self) -> Self {
         self.mid_stream = true;

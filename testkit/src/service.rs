@@ -142,11 +142,20 @@ impl test_service_server::TestService for TestService {
         let outcome = sleep_and_act(&request).await;
         guard.complete();
         outcome?;
-        Ok(Response::new(TestResponse {
+        let mut response = Response::new(TestResponse {
             payload: request.payload,
             index: 0,
             deadline_remaining_ms,
-        }))
+        });
+        for (key, value) in &request.response_metadata {
+            if let (Ok(key), Ok(value)) = (
+                key.parse::<tonic::metadata::MetadataKey<tonic::metadata::Ascii>>(),
+                value.parse(),
+            ) {
+                response.metadata_mut().insert(key, value);
+            }
+        }
+        Ok(response)
     }
 
     type ServerStreamStream = ResponseStream;

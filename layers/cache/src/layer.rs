@@ -131,6 +131,13 @@ impl ResponseCacheLayer {
         self
     }
 
+    /// A handle to invalidate this layer's entries (clone it into handlers).
+    pub fn invalidator(&self) -> crate::CacheInvalidator {
+        crate::CacheInvalidator {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// How long a lookup may take before the call goes to the handler (default 50 ms).
     pub fn lookup_timeout(mut self, timeout: Duration) -> Self {
         self.shared_mut().lookup_timeout = timeout;

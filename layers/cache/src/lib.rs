@@ -15,6 +15,9 @@
 //!   responses carry `x-cache: hit` or `x-cache: miss`; `cache-control: no-cache` in the
 //!   request skips the lookup; responses above a size cap are served but not stored;
 //! - single-flight: concurrent misses for one key run the handler once and share its answer;
+//! - invalidation by request, by method and by the tags a handler attaches to its response
+//!   (`x-cache-tags: payment:42`), through a [`CacheInvalidator`] the handler awaits before it
+//!   answers;
 //! - a store error or slow lookup never fails a call: it goes to the handler, counted in
 //!   `grpc_server_cache_errors_total` (hits, misses and sets have their counters too).
 //!
@@ -39,6 +42,7 @@
 mod body;
 mod entry;
 mod flight;
+mod invalidate;
 mod layer;
 #[cfg(feature = "redis")]
 mod redis_store;
@@ -47,6 +51,7 @@ mod store;
 
 pub use body::CacheBody;
 pub use entry::CachedResponse;
+pub use invalidate::{CacheInvalidator, MAX_TAGS_PER_ENTRY, TAGS_HEADER};
 pub use layer::{DEFAULT_TTL, DEFAULT_VARY, ResponseCacheLayer};
 #[cfg(feature = "redis")]
 pub use redis_store::{RedisStore, TwoTierStore};

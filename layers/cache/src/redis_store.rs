@@ -3,6 +3,7 @@
 use crate::store::{CacheStore, MokaStore, StoreError, StoreFuture};
 use bytes::Bytes;
 use fred::prelude::*;
+use fred::types::ExpireOptions;
 use std::time::Duration;
 
 fn store_error(e: fred::error::Error) -> StoreError {
@@ -27,6 +28,10 @@ impl RedisStore {
 
     fn key(&self, key: u64) -> String {
         format!("{}{key:016x}", self.prefix)
+    }
+
+    fn tag_key(&self, tag: &str) -> String {
+        format!("{}tag:{tag}", self.prefix)
     }
 }
 
@@ -56,6 +61,46 @@ impl CacheStore for RedisStore {
                 .del::<(), _>(self.key(key))
                 .await
                 .map_err(store_error)
+        })
+    }
+
+    fn tag(&self, key: u64, tags: &[String], ttl: Duration) -> StoreFuture<'_, ()> {
+        let tags = tags.to_vec();
+        Box::pin(async move {
+            let member = self.key(key);
+            // A tag set lives as long as the longest entry it names.
+            let secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+            for tag in tags {
+                let set = self.tag_key(&tag);
+                self.client
+                    .sadd::<(), _, _>(&set, member.clone())
+                    .await
+                    .map_err(store_error)?;
+                self.client
+                    .expire::<(), _>(&set, secs, Some(ExpireOptions::GT))
+                    .await
+                    .map_err(store_error)?;
+                self.client
+                    .expire::<(), _>(&set, secs, Some(ExpireOptions::NX))
+                    .await
+                    .map_err(store_error)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn invalidate_tag(&self, tag: &str) -> StoreFuture<'_, usize> {
+        let set = self.tag_key(tag);
+        Box::pin(async move {
+            let members: Vec<String> = self.client.smembers(&set).await.map_err(store_error)?;
+            if !members.is_empty() {
+                self.client
+                    .del::<(), _>(members.clone())
+                    .await
+                    .map_err(store_error)?;
+            }
+            self.client.del::<(), _>(&set).await.map_err(store_error)?;
+            Ok(members.len())
         })
     }
 }
@@ -108,6 +153,25 @@ impl CacheStore for TwoTierStore {
         Box::pin(async move {
             self.local.delete(key).await?;
             self.remote.delete(key).await
+        })
+    }
+
+    fn tag(&self, key: u64, tags: &[String], ttl: Duration) -> StoreFuture<'_, ()> {
+        let tags = tags.to_vec();
+        Box::pin(async move {
+            self.local.tag(key, &tags, ttl.min(self.local_ttl)).await?;
+            self.remote.tag(key, &tags, ttl).await
+        })
+    }
+
+    /// Drops this replica's local copies and the shared entries. Other replicas' local copies
+    /// live until their (short) local TTL: broadcasting invalidations to them (over NATS) is
+    /// the next step.
+    fn invalidate_tag(&self, tag: &str) -> StoreFuture<'_, usize> {
+        let tag = tag.to_owned();
+        Box::pin(async move {
+            self.local.invalidate_tag(&tag).await?;
+            self.remote.invalidate_tag(&tag).await
         })
     }
 }

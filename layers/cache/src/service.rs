@@ -254,6 +254,7 @@ where
         return Ok(response);
     }
     let (mut head, mut body) = response.into_parts();
+    let tags = crate::invalidate::take_tags(&mut head.headers, &id);
     head.headers
         .insert(X_CACHE, HeaderValue::from_static("miss"));
     let mut buffered = BytesMut::new();
@@ -287,7 +288,10 @@ where
         trailers,
     });
     if ok {
-        let stored = shared.store.set(key, entry.encode(), ttl);
+        let stored = async {
+            shared.store.set(key, entry.encode(), ttl).await?;
+            shared.store.tag(key, &tags, ttl).await
+        };
         match tokio::time::timeout(shared.lookup_timeout, stored).await {
             Ok(Ok(())) => count(names::CACHE_SETS, &id),
             _ => count(names::CACHE_ERRORS, &id),

@@ -1,9 +1,12 @@
 //! Where entries live: the [`CacheStore`] trait and its in-process backend, moka.
 
 use bytes::Bytes;
+use dashmap::DashMap;
 use moka::Expiry;
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A boxed future of a store operation.
@@ -29,13 +32,21 @@ pub trait CacheStore: Send + Sync + 'static {
     fn set(&self, key: u64, value: Bytes, ttl: Duration) -> StoreFuture<'_, ()>;
     /// Removes `key`.
     fn delete(&self, key: u64) -> StoreFuture<'_, ()>;
+    /// Records that the entry `key` (stored for `ttl`) carries `tags`.
+    fn tag(&self, key: u64, tags: &[String], ttl: Duration) -> StoreFuture<'_, ()>;
+    /// Removes every entry carrying `tag`; returns how many keys it named.
+    fn invalidate_tag(&self, tag: &str) -> StoreFuture<'_, usize>;
 }
 
 /// The in-process store: moka, bounded by the total size of its values.
 #[derive(Clone, Debug)]
 pub struct MokaStore {
     cache: moka::future::Cache<u64, (Bytes, Duration)>,
+    tags: Arc<DashMap<String, HashSet<u64>>>,
 }
+
+/// Tags indexed in process before the index is pruned of keys that left the cache.
+const MAX_TAGS: usize = 100_000;
 
 /// Each entry lives for the TTL it was stored with.
 struct PerEntryTtl;
@@ -71,7 +82,10 @@ impl MokaStore {
             })
             .expire_after(PerEntryTtl)
             .build();
-        Self { cache }
+        Self {
+            cache,
+            tags: Arc::default(),
+        }
     }
 }
 
@@ -98,6 +112,36 @@ impl CacheStore for MokaStore {
         Box::pin(async move {
             self.cache.invalidate(&key).await;
             Ok(())
+        })
+    }
+
+    fn tag(&self, key: u64, tags: &[String], _ttl: Duration) -> StoreFuture<'_, ()> {
+        let tags = tags.to_vec();
+        Box::pin(async move {
+            if self.tags.len() >= MAX_TAGS {
+                // Keep the index bounded: forget keys that are no longer cached.
+                self.tags.retain(|_, keys| {
+                    keys.retain(|k| self.cache.contains_key(k));
+                    !keys.is_empty()
+                });
+            }
+            for tag in tags {
+                self.tags.entry(tag).or_default().insert(key);
+            }
+            Ok(())
+        })
+    }
+
+    fn invalidate_tag(&self, tag: &str) -> StoreFuture<'_, usize> {
+        let tag = tag.to_owned();
+        Box::pin(async move {
+            let Some((_, keys)) = self.tags.remove(&tag) else {
+                return Ok(0);
+            };
+            for key in &keys {
+                self.cache.invalidate(key).await;
+            }
+            Ok(keys.len())
         })
     }
 }

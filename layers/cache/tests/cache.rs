@@ -185,3 +185,51 @@ async fn methods_not_opted_in_pass_through() {
     assert_eq!(response.messages.len(), 3);
     assert!(response.headers.get("x-cache").is_none());
 }
+
+#[tokio::test]
+async fn tags_methods_and_single_requests_can_be_invalidated() {
+    let layer = ResponseCacheLayer::new().cache(METHOD, Duration::from_secs(60));
+    let invalidator = layer.invalidator();
+    let server = server(layer).await;
+    let one = || TestRequest::echo("p1").respond_with("x-cache-tags", "payment:1, user:7");
+    let two = || TestRequest::echo("p2").respond_with("x-cache-tags", "payment:2");
+    let first = call(&server, one(), &[]).await;
+    assert!(
+        first.headers.get("x-cache-tags").is_none(),
+        "tags never leave the server"
+    );
+    call(&server, two(), &[]).await;
+    assert_eq!(x_cache(&call(&server, one(), &[]).await), "hit");
+    assert_eq!(x_cache(&call(&server, two(), &[]).await), "hit");
+
+    assert_eq!(
+        invalidator
+            .invalidate_tag("payment:1")
+            .await
+            .expect("invalidate"),
+        1
+    );
+    let after = call(&server, one(), &[]).await;
+    assert_eq!(x_cache(&after), "miss");
+    assert!(after.headers.get("x-cache-tags").is_none());
+    assert_eq!(
+        x_cache(&call(&server, two(), &[]).await),
+        "hit",
+        "other tags untouched"
+    );
+
+    invalidator
+        .invalidate_method(METHOD)
+        .await
+        .expect("invalidate");
+    assert_eq!(x_cache(&call(&server, one(), &[]).await), "miss");
+    assert_eq!(x_cache(&call(&server, two(), &[]).await), "miss");
+
+    let message = prost::Message::encode_to_vec(&two());
+    invalidator
+        .invalidate_request(METHOD, &message, &http::HeaderMap::new())
+        .await
+        .expect("invalidate");
+    assert_eq!(x_cache(&call(&server, two(), &[]).await), "miss");
+    assert_eq!(x_cache(&call(&server, one(), &[]).await), "hit");
+}

@@ -138,3 +138,34 @@ async fn a_redis_killed_mid_test_fails_no_rpc() {
     }
     assert!(hit, "caching did not resume after Redis came back");
 }
+
+#[tokio::test]
+async fn a_tag_invalidated_on_one_replica_is_gone_for_the_other() {
+    let prefix = unique_prefix("cache-tags");
+    let layer = |client| {
+        ResponseCacheLayer::new()
+            .cache(METHOD, Duration::from_secs(60))
+            .store(RedisStore::new(client, prefix.clone()))
+    };
+    let layer_a = layer(client("redis://127.0.0.1:6379").await);
+    let invalidator = layer_a.invalidator();
+    let a = TestServer::start(Server::builder().layer(layer_a)).await;
+    let b =
+        TestServer::start(Server::builder().layer(layer(client("redis://127.0.0.1:6379").await)))
+            .await;
+    let request = || TestRequest::echo("tagged").respond_with("x-cache-tags", "payment:42");
+    let call_with = |server: &TestServer| {
+        let raw = server.raw();
+        async move { raw.call(UNARY, &[request()], &[]).await.expect("call") }
+    };
+    assert_eq!(x_cache(&call_with(&a).await), "miss");
+    assert_eq!(x_cache(&call_with(&b).await), "hit");
+    assert_eq!(
+        invalidator
+            .invalidate_tag("payment:42")
+            .await
+            .expect("invalidate"),
+        1
+    );
+    assert_eq!(x_cache(&call_with(&b).await), "miss");
+}
