@@ -1,0 +1,145 @@
+//! The ResponseCache layer against its baselines, measured in the same run.
+//!
+//! For 64 B, 1 KiB and 64 KiB responses: a hit through the layer (moka, Redis, two-tier),
+//! against the raw store read of the same bytes (moka `get`, fred `GET`) and the bare handler
+//! without the layer. The run also prints redis-benchmark's single-connection GET latency.
+//!
+//! Run: `cargo bench --bench cache --features redis` (needs Redis on 127.0.0.1:6379).
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use fred::prelude::*;
+use http_body_util::BodyExt;
+use std::hint::black_box;
+use std::process::Command;
+use std::time::Duration;
+use tonic_blueprint::cache::{MokaStore, RedisStore, ResponseCacheLayer, TwoTierStore};
+use tonic_blueprint_testkit::pb::TestRequest;
+use tonic_blueprint_testkit::{TestService, unary_http_request};
+use tower::{Layer, Service, ServiceExt};
+
+const METHOD: &str = "blueprint.test.v1.TestService/Unary";
+const SIZES: [(usize, &str); 3] = [(64, "64B"), (1024, "1KiB"), (65536, "64KiB")];
+
+async fn call<S, B>(svc: &S, payload: &[u8]) -> Bytes
+where
+    S: Service<http::Request<tonic::body::Body>, Response = http::Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    let request = unary_http_request(&TestRequest::echo(payload.to_vec()));
+    let response = svc.clone().oneshot(request).await.expect("call");
+    response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+}
+
+async fn redis_client() -> Client {
+    let client = Client::new(
+        Config::from_url("redis://127.0.0.1:6379").expect("url"),
+        None,
+        None,
+        None,
+    );
+    client.init().await.expect("redis on 127.0.0.1:6379");
+    client
+}
+
+fn cache(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if let Ok(out) = Command::new("redis-benchmark")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-t",
+            "get",
+            "-n",
+            "20000",
+            "-c",
+            "1",
+            "-d",
+            "1024",
+            "-q",
+            "--csv",
+        ])
+        .output()
+    {
+        println!(
+            "redis-benchmark GET 1 KiB, 1 connection:\n{}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+    }
+    let bare = TestService::default().into_server();
+    let moka_layer = ResponseCacheLayer::new().cache(METHOD, Duration::from_secs(600));
+    let moka = moka_layer.layer(bare.clone());
+    let (redis, tiered, raw_client) = rt.block_on(async {
+        let redis = ResponseCacheLayer::new()
+            .cache(METHOD, Duration::from_secs(600))
+            .store(RedisStore::new(redis_client().await, "bench:cache:redis:"))
+            .layer(bare.clone());
+        let tiered = ResponseCacheLayer::new()
+            .cache(METHOD, Duration::from_secs(600))
+            .store(TwoTierStore::new(
+                MokaStore::default(),
+                RedisStore::new(redis_client().await, "bench:cache:tiered:"),
+                Duration::from_secs(600),
+            ))
+            .layer(bare.clone());
+        (redis, tiered, redis_client().await)
+    });
+    let raw_moka: moka::future::Cache<u64, Bytes> = moka::future::Cache::new(10_000);
+
+    let mut group = c.benchmark_group("cache");
+    for (size, name) in SIZES {
+        let payload = vec![b'x'; size];
+        let value = Bytes::from(payload.clone());
+        rt.block_on(async {
+            raw_moka.insert(1, value.clone()).await;
+            raw_client
+                .set::<(), _, _>("bench:cache:raw", value.clone(), None, None, false)
+                .await
+                .expect("set");
+            // Warm every layer so the measured calls are hits.
+            call(&moka, &payload).await;
+            call(&redis, &payload).await;
+            call(&tiered, &payload).await;
+        });
+        group.bench_function(BenchmarkId::new("bare_handler", name), |b| {
+            b.to_async(&rt).iter(|| call(&bare, &payload))
+        });
+        group.bench_function(BenchmarkId::new("raw_moka_get", name), |b| {
+            b.to_async(&rt)
+                .iter(|| async { black_box(raw_moka.get(&1).await) })
+        });
+        group.bench_function(BenchmarkId::new("layer_moka_hit", name), |b| {
+            b.to_async(&rt).iter(|| call(&moka, &payload))
+        });
+        group.bench_function(BenchmarkId::new("raw_fred_get", name), |b| {
+            b.to_async(&rt).iter(|| async {
+                black_box(
+                    raw_client
+                        .get::<Option<Bytes>, _>("bench:cache:raw")
+                        .await
+                        .expect("get"),
+                )
+            })
+        });
+        group.bench_function(BenchmarkId::new("layer_redis_hit", name), |b| {
+            b.to_async(&rt).iter(|| call(&redis, &payload))
+        });
+        group.bench_function(BenchmarkId::new("layer_two_tier_hit", name), |b| {
+            b.to_async(&rt).iter(|| call(&tiered, &payload))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, cache);
+criterion_main!(benches);
