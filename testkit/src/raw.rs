@@ -111,6 +111,14 @@ fn split_messages(mut data: Bytes) -> Result<Vec<Bytes>, BoxError> {
 }
 
 impl RawResponse {
+    /// A response header as text, or `""` when absent or not text.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
     /// Whether the status came in the headers with no body and no trailers.
     pub fn is_trailers_only(&self) -> bool {
         self.headers.contains_key("grpc-status") && self.messages.is_empty()

@@ -8,7 +8,7 @@ use siphasher::sip::SipHasher13;
 use std::hash::Hasher;
 use std::sync::Arc;
 use std::time::Duration;
-use tonic_blueprint_core::{MethodPolicy, MethodRegistry, RpcIdentity};
+use tonic_blueprint_core::{MethodCounters, MethodPolicy, MethodRegistry, RpcIdentity, names};
 use tower_layer::Layer;
 
 /// The blueprint's response TTL.
@@ -22,6 +22,7 @@ pub struct ResponseCacheLayer {
     shared: Arc<Shared>,
 }
 
+#[derive(Clone)]
 pub(crate) struct Shared {
     pub(crate) policy: MethodPolicy<Option<Duration>>,
     pub(crate) registry: Option<MethodRegistry>,
@@ -31,7 +32,26 @@ pub(crate) struct Shared {
     pub(crate) max_entry_bytes: usize,
     pub(crate) max_request_bytes: usize,
     pub(crate) lookup_timeout: Duration,
-    pub(crate) flights: Flights,
+    /// Shared by every clone of the service (and kept when the layer is reconfigured).
+    pub(crate) flights: Arc<Flights>,
+    pub(crate) counters: Arc<MethodCounters>,
+}
+
+/// The layer's counters, in [`Count`] order.
+const COUNTERS: [&str; 4] = [
+    names::CACHE_HITS,
+    names::CACHE_MISSES,
+    names::CACHE_SETS,
+    names::CACHE_ERRORS,
+];
+
+/// Which counter.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Count {
+    Hit = 0,
+    Miss = 1,
+    Set = 2,
+    Error = 3,
 }
 
 impl std::fmt::Debug for ResponseCacheLayer {
@@ -65,27 +85,15 @@ impl ResponseCacheLayer {
                 max_entry_bytes: 1024 * 1024,
                 max_request_bytes: 4 * 1024 * 1024,
                 lookup_timeout: Duration::from_millis(50),
-                flights: Flights::default(),
+                flights: Arc::default(),
+                counters: Arc::new(MethodCounters::new(&COUNTERS, None)),
             }),
         }
     }
 
     fn shared_mut(&mut self) -> &mut Shared {
-        if Arc::get_mut(&mut self.shared).is_none() {
-            let s = &self.shared;
-            self.shared = Arc::new(Shared {
-                policy: s.policy.clone(),
-                registry: s.registry.clone(),
-                default_ttl: s.default_ttl,
-                vary: s.vary.clone(),
-                store: s.store.clone(),
-                max_entry_bytes: s.max_entry_bytes,
-                max_request_bytes: s.max_request_bytes,
-                lookup_timeout: s.lookup_timeout,
-                flights: Flights::default(),
-            });
-        }
-        Arc::get_mut(&mut self.shared).unwrap_or_else(|| unreachable!("just made unique"))
+        // Building happens before the layer is shared; a clone taken earlier keeps its own.
+        Arc::make_mut(&mut self.shared)
     }
 
     /// Caches one method (`pkg.Service/Method`) or service (`pkg.Service/*`) for `ttl`.
@@ -103,7 +111,9 @@ impl ResponseCacheLayer {
     /// Caches every method the descriptors mark `idempotency_level = NO_SIDE_EFFECTS`, for
     /// the default TTL unless [`cache`](Self::cache) says otherwise.
     pub fn with_registry(mut self, registry: MethodRegistry) -> Self {
-        self.shared_mut().registry = Some(registry);
+        let shared = self.shared_mut();
+        shared.counters = Arc::new(MethodCounters::new(&COUNTERS, Some(registry.clone())));
+        shared.registry = Some(registry);
         self
     }
 
@@ -146,6 +156,10 @@ impl ResponseCacheLayer {
 }
 
 impl Shared {
+    pub(crate) fn count(&self, id: &RpcIdentity, which: Count) {
+        self.counters.increment(id, which as usize);
+    }
+
     /// The TTL for a call, or `None` when its method is not cached.
     pub(crate) fn ttl(&self, id: &RpcIdentity) -> Option<Duration> {
         self.policy.get(id).or_else(|| {

@@ -3,7 +3,7 @@
 use crate::body::CacheBody;
 use crate::entry::CachedResponse;
 use crate::flight::Role;
-use crate::layer::Shared;
+use crate::layer::{Count, Shared};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
 use http_body_util::BodyExt;
@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
-use tonic_blueprint_core::{BoxError, RpcIdentity, names, read_unary_request, reject};
+use tonic_blueprint_core::{BoxError, RpcIdentity, read_unary_request, reject};
 use tower_service::Service;
 
 /// `x-cache` on responses of cached methods.
@@ -143,15 +143,6 @@ where
     }
 }
 
-fn count(name: &'static str, id: &RpcIdentity) {
-    metrics::counter!(
-        name,
-        names::LABEL_SERVICE => id.service().to_owned(),
-        names::LABEL_METHOD => id.method().to_owned(),
-    )
-    .increment(1);
-}
-
 fn skips_lookup(headers: &HeaderMap) -> bool {
     headers
         .get_all(http::header::CACHE_CONTROL)
@@ -212,22 +203,22 @@ where
         match tokio::time::timeout(shared.lookup_timeout, shared.store.get(key)).await {
             Ok(Ok(Some(stored))) => {
                 if let Some(entry) = CachedResponse::decode(stored) {
-                    count(names::CACHE_HITS, &id);
+                    shared.count(&id, Count::Hit);
                     return Ok(replay(&entry, "hit"));
                 }
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => {
-                count(names::CACHE_ERRORS, &id);
+                shared.count(&id, Count::Error);
                 tracing::warn!(error = %e, grpc.method = id.method(), "cache lookup failed");
             }
             Err(_) => {
-                count(names::CACHE_ERRORS, &id);
+                shared.count(&id, Count::Error);
                 tracing::warn!(grpc.method = id.method(), "cache lookup timed out");
             }
         }
     }
-    count(names::CACHE_MISSES, &id);
+    shared.count(&id, Count::Miss);
 
     let leader = match shared.flights.join(key) {
         Role::Follower(flight) => {
@@ -293,8 +284,8 @@ where
             shared.store.tag(key, &tags, ttl).await
         };
         match tokio::time::timeout(shared.lookup_timeout, stored).await {
-            Ok(Ok(())) => count(names::CACHE_SETS, &id),
-            _ => count(names::CACHE_ERRORS, &id),
+            Ok(Ok(())) => shared.count(&id, Count::Set),
+            _ => shared.count(&id, Count::Error),
         }
     }
     if let Some(leader) = leader {

@@ -24,11 +24,7 @@ async fn call(server: &TestServer, request: TestRequest, headers: &[(&str, &str)
 }
 
 fn x_cache(response: &RawResponse) -> &str {
-    response
-        .headers
-        .get("x-cache")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+    response.header("x-cache")
 }
 
 fn payload(response: &RawResponse) -> Vec<u8> {

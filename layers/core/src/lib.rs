@@ -11,6 +11,7 @@
 //! | [`outcome`] | [`observe`]: a response-body wrapper that reports the final gRPC status exactly once |
 //! | [`deadline`] | the `grpc-timeout` parser and the [`Deadline`] request extension |
 //! | [`frame`] | the bounded reader of a unary request's length-prefixed message frames |
+//! | [`counters`] | [`MethodCounters`]: a layer's shared-family counters, registered once per method, unknown paths folded |
 //! | [`names`] | the names of the counters every layer feeds through the `metrics` facade |
 //! | [`registry`] | [`MethodRegistry`]: each method's kind and `NO_SIDE_EFFECTS` marking, from the descriptors |
 //! | [`request_id`] | [`RequestId`]: the id every log line of a call carries |
@@ -41,6 +42,7 @@
 //! [tonic-blueprint]: https://docs.rs/tonic-blueprint
 
 pub mod code;
+pub mod counters;
 pub mod deadline;
 pub mod events;
 pub mod frame;
@@ -53,6 +55,7 @@ pub mod rejection;
 pub mod request_id;
 
 pub use code::code_label;
+pub use counters::MethodCounters;
 pub use deadline::{Deadline, DeadlineSource, encode_grpc_timeout, parse_grpc_timeout};
 pub use frame::{CountedBody, FrameError, MessageCounter, UnaryRequest, read_unary_request};
 pub use identity::{RpcIdentity, RpcKind};

@@ -5,10 +5,8 @@ use crate::key::{CallKey, KeyConfig};
 use crate::local::LocalLimiter;
 use crate::quota::Quota;
 use http::HeaderValue;
-use metrics::Counter;
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use tonic_blueprint_core::{MethodPolicy, RpcIdentity, names};
+use std::sync::Arc;
+use tonic_blueprint_core::{MethodCounters, MethodPolicy, RpcIdentity, names};
 
 /// One policy entry: its quota and in-process state.
 #[derive(Debug)]
@@ -80,18 +78,12 @@ impl Limiters {
     }
 }
 
-/// Methods whose counter handles are cached; calls to further paths register per call.
-const CACHED_METHODS: usize = 1000;
-
-/// The shared-family counters of each method, registered once. Paths the descriptors do not
-/// know (or, without descriptors, paths beyond the first [`CACHED_METHODS`]) fold into one
-/// `unknown` label, so a scanner cannot grow the series count.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    by_path: RwLock<HashMap<Box<str>, [Counter; 3]>>,
-    unknown: std::sync::OnceLock<[Counter; 3]>,
-    pub(crate) registry: Option<tonic_blueprint_core::MethodRegistry>,
-}
+/// The shared-family counters of the layer, in [`Count`] order.
+const COUNTERS: [&str; 3] = [
+    names::RATE_LIMIT_ALLOWED,
+    names::RATE_LIMITED,
+    names::RATE_LIMIT_BACKEND_ERRORS,
+];
 
 /// Which counter.
 #[derive(Clone, Copy, Debug)]
@@ -102,52 +94,17 @@ pub(crate) enum Count {
     BackendError = 2,
 }
 
-fn register(service: &str, method: &str) -> [Counter; 3] {
-    let counter = |name: &'static str| {
-        metrics::counter!(
-            name,
-            names::LABEL_SERVICE => service.to_owned(),
-            names::LABEL_METHOD => method.to_owned(),
-        )
-    };
-    [
-        counter(names::RATE_LIMIT_ALLOWED),
-        counter(names::RATE_LIMITED),
-        counter(names::RATE_LIMIT_BACKEND_ERRORS),
-    ]
-}
+/// The layer's counters, registered once per method.
+#[derive(Debug)]
+pub(crate) struct Counters(MethodCounters);
 
 impl Counters {
     pub(crate) fn new(registry: Option<tonic_blueprint_core::MethodRegistry>) -> Self {
-        Self {
-            registry,
-            ..Self::default()
-        }
+        Self(MethodCounters::new(&COUNTERS, registry))
     }
 
     pub(crate) fn increment(&self, id: &RpcIdentity, which: Count) {
-        if let Ok(map) = self.by_path.read()
-            && let Some(counters) = map.get(id.path())
-        {
-            counters[which as usize].increment(1);
-            return;
-        }
-        let known = self.registry.as_ref().is_none_or(|r| r.contains(id)) && !id.is_unknown();
-        if known
-            && let Ok(mut map) = self.by_path.write()
-            && map.len() < CACHED_METHODS
-        {
-            let counters = map
-                .entry(id.path().into())
-                .or_insert_with(|| register(id.service(), id.method()));
-            counters[which as usize].increment(1);
-            return;
-        }
-        let unknown = self.unknown.get_or_init(|| {
-            let unknown = tonic_blueprint_core::identity::UNKNOWN;
-            register(unknown, unknown)
-        });
-        unknown[which as usize].increment(1);
+        self.0.increment(id, which as usize);
     }
 
     pub(crate) fn decision(&self, id: &RpcIdentity, decision: &Decision) {
