@@ -4,18 +4,24 @@
 //! against the raw store read of the same bytes (moka `get`, fred `GET`) and the bare handler
 //! without the layer. The run also prints redis-benchmark's single-connection GET latency.
 //!
+//! `cache_e2e`: throughput over a real socket (tonic client, 32 calls in flight on one
+//! HTTP/2 connection) of the bare echo service and of the same service behind the layer with
+//! every call a moka hit.
+//!
 //! Run: `cargo bench --bench cache --features redis` (needs Redis on 127.0.0.1:6379).
 
 use bytes::Bytes;
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fred::prelude::*;
 use http_body_util::BodyExt;
 use std::hint::black_box;
 use std::process::Command;
 use std::time::Duration;
+use tonic::transport::Server;
 use tonic_blueprint::cache::{MokaStore, RedisStore, ResponseCacheLayer, TwoTierStore};
+use tonic_blueprint_testkit::load::{median, paired_ratios, unary_throughput};
 use tonic_blueprint_testkit::pb::TestRequest;
-use tonic_blueprint_testkit::{TestService, unary_http_request};
+use tonic_blueprint_testkit::{TestServer, TestService, unary_http_request};
 use tower::{Layer, Service, ServiceExt};
 
 const METHOD: &str = "blueprint.test.v1.TestService/Unary";
@@ -102,6 +108,7 @@ fn cache(c: &mut Criterion) {
         let value = Bytes::from(payload.clone());
         rt.block_on(async {
             raw_moka.insert(1, value.clone()).await;
+
             raw_client
                 .set::<(), _, _>("bench:cache:raw", value.clone(), None, None, false)
                 .await
@@ -141,5 +148,54 @@ fn cache(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, cache);
+fn cache_e2e(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let request = TestRequest::echo(vec![b'x'; 1024]);
+    let mut group = c.benchmark_group("cache_e2e");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(8));
+    let bare = rt.block_on(TestServer::start(Server::builder()));
+    let cached = rt.block_on(TestServer::start(
+        Server::builder().layer(ResponseCacheLayer::new().cache(METHOD, Duration::from_secs(600))),
+    ));
+    for (name, server) in [("bare_echo", &bare), ("moka_hits", &cached)] {
+        let client = rt.block_on(server.client());
+        // Warm: the first call stores the entry.
+        rt.block_on(unary_throughput(&client, &request, 1, 1));
+        group.bench_function(BenchmarkId::new(name, "1KiB_32_in_flight"), |b| {
+            b.iter_custom(|calls| rt.block_on(unary_throughput(&client, &request, 32, calls)))
+        });
+    }
+    group.finish();
+    // Criterion's rows above run one after the other and drift by 10-20% here; the paired
+    // rounds alternate the two servers, and their median is the figure we report.
+    let (bare_client, cached_client) =
+        rt.block_on(async { (bare.client().await, cached.client().await) });
+    let ratios = rt.block_on(paired_ratios(
+        &bare_client,
+        &cached_client,
+        &request,
+        32,
+        20_000,
+        11,
+    ));
+    println!(
+        "cache_e2e paired: moka hits / bare echo throughput, median of {} rounds = {:.3} (min {:.3}, max {:.3})",
+        ratios.len(),
+        median(&ratios),
+        ratios.first().copied().unwrap_or_default(),
+        ratios.last().copied().unwrap_or_default()
+    );
+    assert_eq!(
+        cached.service().counts().started(),
+        1,
+        "every measured call on the cached server was a hit"
+    );
+}
+
+criterion_group!(benches, cache, cache_e2e);
 criterion_main!(benches);

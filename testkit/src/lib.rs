@@ -27,6 +27,7 @@
 //! ```
 
 mod capture;
+pub mod load;
 mod own_server;
 pub mod prom;
 mod raw;

@@ -40,19 +40,27 @@
 //! ```
 
 mod body;
+mod broadcast;
+mod client;
 mod entry;
 mod flight;
 mod invalidate;
 mod layer;
+#[cfg(feature = "nats")]
+mod nats;
 #[cfg(feature = "redis")]
 mod redis_store;
 mod service;
 mod store;
 
 pub use body::CacheBody;
+pub use broadcast::{InvalidationBroadcast, decode_keys, encode_keys};
+pub use client::{CacheClient, CacheError, CacheStats, LABEL_NAMESPACE, Retry};
 pub use entry::CachedResponse;
 pub use invalidate::{CacheInvalidator, MAX_TAGS_PER_ENTRY, TAGS_HEADER};
 pub use layer::{DEFAULT_TTL, DEFAULT_VARY, ResponseCacheLayer};
+#[cfg(feature = "nats")]
+pub use nats::INVALIDATIONS_RECEIVED;
 #[cfg(feature = "redis")]
 pub use redis_store::{RedisStore, TwoTierStore};
 pub use service::{ResponseCache, ResponseFuture, X_CACHE};

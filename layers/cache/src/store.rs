@@ -36,12 +36,36 @@ pub trait CacheStore: Send + Sync + 'static {
     fn tag(&self, key: u64, tags: &[String], ttl: Duration) -> StoreFuture<'_, ()>;
     /// Removes every entry carrying `tag`; returns how many keys it named.
     fn invalidate_tag(&self, tag: &str) -> StoreFuture<'_, usize>;
+
+    /// The values of `keys`, in order. The default asks for each key in turn; the Redis store
+    /// sends one `MGET`.
+    fn get_many(&self, keys: &[u64]) -> StoreFuture<'_, Vec<Option<Bytes>>> {
+        let keys = keys.to_vec();
+        Box::pin(async move {
+            let mut values = Vec::with_capacity(keys.len());
+            for key in keys {
+                values.push(self.get(key).await?);
+            }
+            Ok(values)
+        })
+    }
+
+    /// Stores every `(key, value)` for `ttl`. The default stores each in turn; the Redis
+    /// store sends one pipeline.
+    fn set_many(&self, entries: Vec<(u64, Bytes)>, ttl: Duration) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            for (key, value) in entries {
+                self.set(key, value, ttl).await?;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// The in-process store: moka, bounded by the total size of its values.
 #[derive(Clone, Debug)]
 pub struct MokaStore {
-    cache: moka::future::Cache<u64, (Bytes, Duration)>,
+    pub(crate) cache: moka::future::Cache<u64, (Bytes, Duration)>,
     tags: Arc<DashMap<String, HashSet<u64>>>,
 }
 
