@@ -25,3 +25,6 @@ cargo bench --workspace --all-features --no-run --locked --quiet
 
 step "cargo test"
 cargo test --workspace --all-features --locked --no-fail-fast
+
+step "fuzz the frame reader and the validation layer (${FUZZ_SECONDS:-20} s)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-20}"

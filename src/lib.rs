@@ -6,15 +6,17 @@
 //!
 //! | feature (default on) | crate | what it gives |
 //! |---|---|---|
+//! | `validation` | [`tonic-blueprint-validation`](validation) | `buf.validate` rules from the descriptors, every violation in one BadRequest, client streams checked message by message, localized messages (needs `PROTOC` at build time, see the crate docs) |
 //! | `timeout` | [`tonic-blueprint-timeout`](timeout) | deadlines: DEADLINE_EXCEEDED for unary and streaming calls, per-method policy, `grpc-timeout` honoured |
 //! | `panic-recovery` | [`tonic-blueprint-panic-recovery`](panic_recovery) | panics in handlers and mid-stream become INTERNAL, logged with their location, never leaked |
 //! | `logging` | [`tonic-blueprint-logging`](logging) | request ids, one span per call, the finishing event at a level chosen by outcome, sensitive metadata redacted |
 //! | `metrics` | [`tonic-blueprint-metrics`](metrics) | the go-grpc-prometheus metric family from the real final status, and the `/metrics` exporter |
 //! | `rate-limit` | [`tonic-blueprint-rate-limit`](rate_limit) | per-caller quotas per method, RESOURCE_EXHAUSTED with RetryInfo, bounded memory |
-//! | `cache` | [`tonic-blueprint-cache`](cache) | unary response caching: opt-in per method, vary metadata, single-flight, trailers kept (in-process store so far) |
-//! | `redis` (off) | | the rate limiter's Redis backend: one quota across replicas |
+//! | `cache` | [`tonic-blueprint-cache`](cache) | unary response caching: opt-in per method, vary metadata, single-flight, trailers kept; the cache client |
+//! | `redis` (off) | | the Redis backends: one quota across replicas, shared and two-tier caches |
+//! | `nats` (off) | | two-tier cache invalidations broadcast to every replica over NATS |
 //! | `telemetry` | [`telemetry`] (this crate) | the tracing subscriber: env filter, pretty or JSON, rotated files, non-blocking |
-//! | (always) | [`tonic-blueprint-core`](core) | the shared plumbing: RPC identity, method policy, trailers-only rejections, outcome observer, deadlines, frames |
+//! | (always) | [`tonic-blueprint-core`](core) | the shared plumbing: RPC identity, method policy, trailers-only rejections, outcome observer, deadlines, frames, the error catalogue |
 //!
 //! Each layer is its own crate: depend on one alone to compile nothing else.
 //!
@@ -65,6 +67,10 @@ pub use tonic_blueprint_metrics as metrics;
 #[cfg(feature = "rate-limit")]
 #[doc(inline)]
 pub use tonic_blueprint_rate_limit as rate_limit;
+
+#[cfg(feature = "validation")]
+#[doc(inline)]
+pub use tonic_blueprint_validation as validation;
 
 #[cfg(feature = "cache")]
 #[doc(inline)]

@@ -67,8 +67,15 @@ pub fn counters_by_method(
 /// A unary request for the test service as an HTTP request, for calling a service in
 /// process (benchmarks).
 pub fn unary_http_request(message: &crate::pb::TestRequest) -> http::Request<tonic::body::Body> {
+    grpc_http_request(crate::UNARY, message)
+}
+
+/// A one-message gRPC request to `path` as an HTTP request (any method, any message).
+pub fn grpc_http_request<M: prost::Message>(
+    path: &'static str,
+    message: &M,
+) -> http::Request<tonic::body::Body> {
     use bytes::BufMut;
-    use prost::Message;
     let encoded = message.encode_to_vec();
     let mut frame = bytes::BytesMut::with_capacity(5 + encoded.len());
     frame.put_u8(0);
@@ -78,7 +85,7 @@ pub fn unary_http_request(message: &crate::pb::TestRequest) -> http::Request<ton
         frame.freeze(),
     )));
     *request.method_mut() = http::Method::POST;
-    *request.uri_mut() = http::Uri::from_static(crate::UNARY);
+    *request.uri_mut() = http::Uri::from_static(path);
     request.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/grpc"),

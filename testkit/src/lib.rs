@@ -34,14 +34,16 @@ mod raw;
 mod request;
 mod server;
 mod service;
+mod validated;
 
-pub use capture::{Captured, counters_by_method, unary_http_request};
+pub use capture::{Captured, counters_by_method, grpc_http_request, unary_http_request};
 pub use own_server::{OwnRedis, free_port, unique_prefix};
 pub use raw::{RawClient, RawResponse};
 pub use server::TestServer;
 pub use service::{HandlerCounts, PANIC_TEXT, TestService};
+pub use validated::{CHAT, CREATE, UPLOAD, ValidatedTestService};
 
-/// Generated code for `proto/blueprint/test/v1/test.proto`.
+/// Generated code for `proto/blueprint/test/v1/test.proto` and `validated.proto`.
 #[allow(
     missing_docs,
     unreachable_pub,
@@ -56,6 +58,11 @@ pub mod pb {
 /// [`MethodRegistry`](tonic_blueprint_core::MethodRegistry)).
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/test_descriptor.bin"));
+
+/// The encoded `FileDescriptorSet` of the validated test service with its imports, rule
+/// annotations kept (for the validation layer).
+pub const VALIDATED_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/validated_descriptor.bin"));
 
 /// Path of the unary method.
 pub const UNARY: &str = "/blueprint.test.v1.TestService/Unary";

@@ -111,6 +111,18 @@ fn split_messages(mut data: Bytes) -> Result<Vec<Bytes>, BoxError> {
 }
 
 impl RawResponse {
+    /// The gRPC status with its message and details: from the headers of a trailers-only
+    /// response, else from the trailers.
+    pub fn status(&self) -> Option<tonic::Status> {
+        if self.is_trailers_only() {
+            tonic::Status::from_header_map(&self.headers)
+        } else {
+            self.trailers
+                .as_ref()
+                .and_then(tonic::Status::from_header_map)
+        }
+    }
+
     /// A response header as text, or `""` when absent or not text.
     pub fn header(&self, name: &str) -> &str {
         self.headers

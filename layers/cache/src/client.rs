@@ -122,7 +122,10 @@ impl std::error::Error for CacheError {
 impl From<CacheError> for tonic::Status {
     /// UNAVAILABLE with a fixed message: the backend's error stays in the logs.
     fn from(_: CacheError) -> Self {
-        tonic::Status::unavailable("cache unavailable, try again later")
+        tonic::Status::unavailable(
+            tonic_blueprint_core::catalogue::Text::Unavailable
+                .text(tonic_blueprint_core::catalogue::Lang::En),
+        )
     }
 }
 

@@ -24,6 +24,7 @@
 //! ```
 
 use crate::BoxError;
+use crate::catalogue::{Lang, Text};
 use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame};
@@ -61,16 +62,22 @@ impl FrameError {
     /// The status a layer answers for this error. The message says what was wrong with the
     /// request and nothing about the server.
     pub fn to_status(&self) -> Status {
+        self.to_status_in(Lang::En)
+    }
+
+    /// [`FrameError::to_status`] in the caller's language (see [`crate::catalogue`]).
+    pub fn to_status_in(&self, lang: Lang) -> Status {
+        let text = |t: Text| t.text(lang);
         match self {
             Self::TooLarge { limit } => Status::resource_exhausted(format!(
-                "request message is larger than the limit of {limit} bytes"
+                "{} ({limit} bytes)",
+                text(Text::MessageTooLarge)
             )),
-            Self::Truncated => Status::invalid_argument("request message frame is truncated"),
-            Self::Missing => Status::invalid_argument("request has no message"),
-            Self::TooMany => Status::invalid_argument("unary request has more than one message"),
-            Self::InvalidFlag(_) => {
-                Status::invalid_argument("request message frame has an invalid compressed flag")
-            }
+            Self::Truncated => Status::invalid_argument(text(Text::TruncatedFrame)),
+            Self::Missing => Status::invalid_argument(text(Text::MissingMessage)),
+            Self::TooMany => Status::invalid_argument(text(Text::TooManyMessages)),
+            Self::InvalidFlag(_) => Status::invalid_argument(text(Text::InvalidFrameFlag)),
+            // The client went away: nobody reads this.
             Self::Body(_) => Status::cancelled("request body could not be read"),
         }
     }

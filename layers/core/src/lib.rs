@@ -41,6 +41,7 @@
 //!
 //! [tonic-blueprint]: https://docs.rs/tonic-blueprint
 
+pub mod catalogue;
 pub mod code;
 pub mod counters;
 pub mod deadline;

@@ -7,6 +7,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use tonic_blueprint_core::catalogue::Lang;
 use tonic_blueprint_core::{RpcIdentity, status_trailers};
 
 pin_project! {
@@ -19,16 +20,18 @@ pin_project! {
         inner: Option<B>,
         handler: Option<H>,
         id: RpcIdentity,
+        lang: Lang,
         forward: bool,
     }
 }
 
 impl<B, H> PanicBody<B, H> {
-    pub(crate) fn new(inner: B, handler: H, id: RpcIdentity, forward: bool) -> Self {
+    pub(crate) fn new(inner: B, handler: H, id: RpcIdentity, lang: Lang, forward: bool) -> Self {
         Self {
             inner: Some(inner),
             handler: Some(handler),
             id,
+            lang,
             forward,
         }
     }
@@ -41,6 +44,7 @@ impl<B, H> Default for PanicBody<B, H> {
             inner: None,
             handler: None,
             id: RpcIdentity::unknown(),
+            lang: Lang::En,
             forward: false,
         }
     }
@@ -77,10 +81,17 @@ where
             Err(caught) => {
                 let _ = catch(forward, || this.inner.set(None));
                 let status = match this.handler.take() {
-                    Some(handler) => {
-                        recover(&handler, forward, this.id, caught, PanicPhase::Stream)
-                    }
-                    None => tonic::Status::internal(crate::INTERNAL_MESSAGE),
+                    Some(handler) => recover(
+                        &handler,
+                        forward,
+                        this.id,
+                        *this.lang,
+                        caught,
+                        PanicPhase::Stream,
+                    ),
+                    None => tonic::Status::internal(
+                        tonic_blueprint_core::catalogue::Text::Internal.text(*this.lang),
+                    ),
                 };
                 Poll::Ready(Some(Ok(Frame::trailers(status_trailers(status)))))
             }

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tonic::Status;
+use tonic_blueprint_core::catalogue::Lang;
 use tonic_blueprint_core::{RpcIdentity, reject};
 
 pin_project! {
@@ -18,27 +19,36 @@ pin_project! {
         panicked: Option<Status>,
         handler: H,
         id: RpcIdentity,
+        lang: Lang,
         forward: bool,
     }
 }
 
 impl<F, H> ResponseFuture<F, H> {
-    pub(crate) fn new(inner: F, handler: H, id: RpcIdentity, forward: bool) -> Self {
+    pub(crate) fn new(inner: F, handler: H, id: RpcIdentity, lang: Lang, forward: bool) -> Self {
         Self {
             inner: Some(inner),
             panicked: None,
             handler,
             id,
+            lang,
             forward,
         }
     }
 
-    pub(crate) fn panicked(status: Status, handler: H, id: RpcIdentity, forward: bool) -> Self {
+    pub(crate) fn panicked(
+        status: Status,
+        handler: H,
+        id: RpcIdentity,
+        lang: Lang,
+        forward: bool,
+    ) -> Self {
         Self {
             inner: None,
             panicked: Some(status),
             handler,
             id,
+            lang,
             forward,
         }
     }
@@ -72,16 +82,24 @@ where
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(result)) => {
                 let (handler, id, forward) = (this.handler.clone(), this.id.clone(), *this.forward);
+                let lang = *this.lang;
                 this.inner.set(None);
                 Poll::Ready(result.map(|response| {
-                    response.map(|body| PanicBody::new(body, handler, id, forward))
+                    response.map(|body| PanicBody::new(body, handler, id, lang, forward))
                 }))
             }
             Err(caught) => {
                 let forward = *this.forward;
                 // Dropping a future that panicked may panic again: contain that too.
                 let _ = catch(forward, || this.inner.set(None));
-                let status = recover(this.handler, forward, this.id, caught, PanicPhase::Handler);
+                let status = recover(
+                    this.handler,
+                    forward,
+                    this.id,
+                    *this.lang,
+                    caught,
+                    PanicPhase::Handler,
+                );
                 Poll::Ready(Ok(reject(status)))
             }
         }

@@ -5,6 +5,7 @@ use crate::layer::PanicRecoveryLayer;
 use crate::status::{DefaultStatusForPanic, PanicPhase, StatusForPanic, recover};
 use std::task::{Context, Poll};
 use tonic_blueprint_core::RpcIdentity;
+use tonic_blueprint_core::catalogue::Lang;
 use tower_service::Service;
 
 /// Middleware that recovers panics as INTERNAL; see the [crate docs](crate).
@@ -69,11 +70,19 @@ where
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
         let id = RpcIdentity::get_or_insert(&mut request);
         let handler = self.handler.clone();
+        let lang = Lang::from_headers(request.headers());
         match crate::hook::catch(self.forward, || self.inner.call(request)) {
-            Ok(future) => ResponseFuture::new(future, handler, id, self.forward),
+            Ok(future) => ResponseFuture::new(future, handler, id, lang, self.forward),
             Err(caught) => {
-                let status = recover(&handler, self.forward, &id, caught, PanicPhase::Handler);
-                ResponseFuture::panicked(status, handler, id, self.forward)
+                let status = recover(
+                    &handler,
+                    self.forward,
+                    &id,
+                    lang,
+                    caught,
+                    PanicPhase::Handler,
+                );
+                ResponseFuture::panicked(status, handler, id, lang, self.forward)
             }
         }
     }

@@ -2,9 +2,10 @@
 
 use tonic::Status;
 use tonic_blueprint_core::RpcIdentity;
+use tonic_blueprint_core::catalogue::Lang;
 
 /// The message of the default INTERNAL status. Fixed and generic on purpose.
-pub const INTERNAL_MESSAGE: &str = "internal error";
+pub const INTERNAL_MESSAGE: &str = tonic_blueprint_core::catalogue::INTERNAL_EN;
 
 /// Where the panic happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +38,9 @@ pub struct RecoveredPanic<'a> {
     pub location: Option<&'a str>,
     /// Where it happened.
     pub phase: PanicPhase,
+    /// The caller's language (from `grpc-accept-language` / `accept-language`), for the
+    /// message.
+    pub lang: Lang,
 }
 
 /// Builds the status a client receives for a recovered panic.
@@ -62,8 +66,8 @@ where
 pub struct DefaultStatusForPanic;
 
 impl StatusForPanic for DefaultStatusForPanic {
-    fn status_for_panic(&self, _panic: &RecoveredPanic<'_>) -> Status {
-        Status::internal(INTERNAL_MESSAGE)
+    fn status_for_panic(&self, panic: &RecoveredPanic<'_>) -> Status {
+        Status::internal(tonic_blueprint_core::catalogue::Text::Internal.text(panic.lang))
     }
 }
 
@@ -72,6 +76,7 @@ pub(crate) fn recover<H: StatusForPanic>(
     handler: &H,
     forward: bool,
     rpc: &RpcIdentity,
+    lang: Lang,
     caught: crate::hook::Caught,
     phase: PanicPhase,
 ) -> Status {
@@ -98,6 +103,7 @@ pub(crate) fn recover<H: StatusForPanic>(
         message: &caught.message,
         location: caught.location.as_deref(),
         phase,
+        lang,
     };
     // A hook that panics itself must not take the server down with it.
     crate::hook::catch(forward, || handler.status_for_panic(&panic))

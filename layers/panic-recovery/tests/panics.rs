@@ -242,3 +242,21 @@ async fn errors_and_successes_pass_through_untouched() {
     }
     assert_eq!(n, 4);
 }
+
+#[tokio::test]
+async fn the_generic_message_follows_the_callers_language() {
+    let server = TestServer::start(Server::builder().layer(PanicRecoveryLayer::new())).await;
+    for request in [
+        TestRequest::echo("x").panic(),
+        TestRequest::echo("x").count(2).panic().mid_stream(),
+    ] {
+        let response = server
+            .raw()
+            .call(SERVER_STREAM, &[request], &[("accept-language", "es")])
+            .await
+            .expect("call");
+        assert_eq!(response.grpc_status(), Some(Code::Internal));
+        assert_eq!(response.grpc_message().as_deref(), Some("error interno"));
+        assert!(!response.all_text().contains("hunter2"));
+    }
+}

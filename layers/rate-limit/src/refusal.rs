@@ -4,16 +4,25 @@ use http::HeaderValue;
 use std::time::Duration;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};
+use tonic_blueprint_core::catalogue::{Lang, Text};
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// The message of a refusal (no internal detail: the key is never named).
-pub const REFUSED_MESSAGE: &str = "rate limit exceeded";
+pub const REFUSED_MESSAGE: &str = tonic_blueprint_core::catalogue::RATE_LIMITED_EN;
 
 /// RESOURCE_EXHAUSTED with RetryInfo and QuotaFailure details, and `retry-after`,
 /// `ratelimit-policy` and `ratelimit` in the (trailers-only) initial metadata.
-pub(crate) fn refusal(policy: &HeaderValue, quota_text: &str, retry_after: Duration) -> Status {
+pub(crate) fn refusal(
+    policy: &HeaderValue,
+    quota_text: &str,
+    retry_after: Duration,
+    lang: Lang,
+) -> Status {
     let mut details = ErrorDetails::with_retry_info(Some(retry_after));
-    details.add_quota_failure_violation("caller", format!("quota of {quota_text} used up"));
+    details.add_quota_failure_violation(
+        "caller",
+        format!("{}: {quota_text}", Text::QuotaUsedUp.text(lang)),
+    );
     let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
     let mut metadata = MetadataMap::new();
     metadata.insert("retry-after", MetadataValue::from(secs));
@@ -24,7 +33,9 @@ pub(crate) fn refusal(policy: &HeaderValue, quota_text: &str, retry_after: Durat
         metadata.insert("ratelimit", state);
     }
     let message = format!(
-        "{REFUSED_MESSAGE}; retry in {:.3}s",
+        "{}; {} {:.3}s",
+        Text::RateLimited.text(lang),
+        Text::RetryIn.text(lang),
         retry_after.as_secs_f64()
     );
     Status::with_error_details_and_metadata(Code::ResourceExhausted, message, details, metadata)
@@ -32,15 +43,20 @@ pub(crate) fn refusal(policy: &HeaderValue, quota_text: &str, retry_after: Durat
 
 /// RESOURCE_EXHAUSTED for a method whose quota is zero: no RetryInfo or `retry-after`, since
 /// no retry will succeed.
-pub(crate) fn closed(policy: &HeaderValue) -> Status {
-    let details = ErrorDetails::with_quota_failure_violation("method", "this method is closed");
+pub(crate) fn closed(policy: &HeaderValue, lang: Lang) -> Status {
+    let details =
+        ErrorDetails::with_quota_failure_violation("method", Text::MethodClosed.text(lang));
     let mut metadata = MetadataMap::new();
     if let Ok(policy) = MetadataValue::try_from(policy.as_bytes()) {
         metadata.insert("ratelimit-policy", policy);
     }
     Status::with_error_details_and_metadata(
         Code::ResourceExhausted,
-        format!("{REFUSED_MESSAGE}; this method accepts no calls"),
+        format!(
+            "{}; {}",
+            Text::RateLimited.text(lang),
+            Text::MethodClosed.text(lang)
+        ),
         details,
         metadata,
     )

@@ -7,6 +7,7 @@ use crate::limiter::Limiters;
 use crate::refusal::refusal;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use tonic_blueprint_core::catalogue::Lang;
 use tonic_blueprint_core::{RpcIdentity, reject};
 use tower_service::Service;
 
@@ -75,6 +76,7 @@ where
                     .increment(&id, crate::limiter::Count::Refused);
                 return ResponseFuture::refused(reject(crate::refusal::closed(
                     &entry.policy_header,
+                    Lang::from_headers(request.headers()),
                 )));
             }
         }
@@ -100,6 +102,7 @@ where
                 &entry.policy_header,
                 &entry.quota_text,
                 retry_after,
+                Lang::from_headers(request.headers()),
             ))),
             Decision::Allowed { remaining } => {
                 let header = limiters
@@ -130,6 +133,7 @@ where
             &entry.policy_header,
             &entry.quota_text,
             retry_after,
+            Lang::from_headers(request.headers()),
         ))),
         Decision::Allowed { remaining } => {
             let mut response = inner.call(request).await?.map(RateLimitBody::new);

@@ -299,3 +299,27 @@ async fn a_closed_method_is_refused_without_a_retry_hint() {
     assert!(status.get_error_details().retry_info().is_none());
     assert_eq!(server.service().counts().started(), 0);
 }
+
+#[tokio::test]
+async fn a_refusal_speaks_the_callers_language() {
+    let server =
+        TestServer::start(Server::builder().layer(by_user("1/min".parse().expect("quota")))).await;
+    let spanish = [("x-user-id", "ana"), ("accept-language", "es-AR, en;q=0.5")];
+    assert_eq!(
+        call(&server, UNARY, &spanish).await.grpc_status(),
+        Some(Code::Ok)
+    );
+    let refused = call(&server, UNARY, &spanish).await;
+    assert_eq!(refused.grpc_status(), Some(Code::ResourceExhausted));
+    let message = refused.grpc_message().unwrap_or_default();
+    assert!(
+        message.starts_with("límite de peticiones excedido; reintente en "),
+        "{message}"
+    );
+    let status = refused.status().expect("status");
+    let quota = status.get_details_quota_failure().expect("QuotaFailure");
+    assert!(
+        quota.violations[0].description.starts_with("cuota agotada"),
+        "{quota:?}"
+    );
+}

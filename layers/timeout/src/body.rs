@@ -6,6 +6,7 @@ use pin_project_lite::pin_project;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::time::{Instant, Sleep};
+use tonic_blueprint_core::catalogue::Lang;
 use tonic_blueprint_core::{RpcIdentity, status_trailers};
 
 pin_project! {
@@ -22,16 +23,18 @@ pin_project! {
         timer: Option<Sleep>,
         fire_at: Option<Instant>,
         id: Option<RpcIdentity>,
+        lang: Lang,
     }
 }
 
 impl<B> TimeoutBody<B> {
-    pub(crate) fn new(inner: B, fire_at: Option<Instant>, id: RpcIdentity) -> Self {
+    pub(crate) fn new(inner: B, fire_at: Option<Instant>, id: RpcIdentity, lang: Lang) -> Self {
         Self {
             inner: Some(inner),
             timer: None,
             fire_at,
             id: Some(id),
+            lang,
         }
     }
 }
@@ -44,6 +47,7 @@ impl<B> Default for TimeoutBody<B> {
             timer: None,
             fire_at: None,
             id: None,
+            lang: Lang::En,
         }
     }
 }
@@ -111,7 +115,7 @@ where
         this.timer.set(None);
         this.inner.set(None);
         let id = this.id.take().unwrap_or_else(RpcIdentity::unknown);
-        let trailers = status_trailers(crate::deadline_exceeded(&id));
+        let trailers = status_trailers(crate::deadline_exceeded(&id, *this.lang));
         Poll::Ready(Some(Ok(Frame::trailers(trailers))))
     }
 

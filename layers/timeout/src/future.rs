@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::time::{Instant, Sleep};
+use tonic_blueprint_core::catalogue::Lang;
 use tonic_blueprint_core::{RpcIdentity, reject};
 
 pin_project! {
@@ -19,16 +20,18 @@ pin_project! {
         timer: Option<Sleep>,
         fire_at: Option<Instant>,
         id: RpcIdentity,
+        lang: Lang,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, fire_at: Option<Instant>, id: RpcIdentity) -> Self {
+    pub(crate) fn new(inner: F, fire_at: Option<Instant>, id: RpcIdentity, lang: Lang) -> Self {
         Self {
             inner,
             timer: None,
             fire_at,
             id,
+            lang,
         }
     }
 }
@@ -53,11 +56,12 @@ where
         if let Poll::Ready(result) = this.inner.poll(cx) {
             let fire_at = *this.fire_at;
             let id = this.id.clone();
+            let lang = *this.lang;
             return Poll::Ready(result.map(|response| {
                 // A trailers-only response is complete: a deadline on its (empty) body could
                 // only add a second, contradicting status.
                 let fire_at = fire_at.filter(|_| !response.headers().contains_key("grpc-status"));
-                response.map(|body| TimeoutBody::new(body, fire_at, id))
+                response.map(|body| TimeoutBody::new(body, fire_at, id, lang))
             }));
         }
         let Some(fire_at) = *this.fire_at else {
@@ -69,7 +73,7 @@ where
         if let Some(timer) = this.timer.as_pin_mut()
             && timer.poll(cx).is_ready()
         {
-            return Poll::Ready(Ok(reject(crate::deadline_exceeded(this.id))));
+            return Poll::Ready(Ok(reject(crate::deadline_exceeded(this.id, *this.lang))));
         }
         Poll::Pending
     }

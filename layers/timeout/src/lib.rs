@@ -81,10 +81,14 @@ pub use layer::TimeoutLayer;
 pub use service::Timeout;
 pub use setting::{DEFAULT_TIMEOUT, MethodTimeout};
 
-/// The message clients receive with DEADLINE_EXCEEDED.
-pub const DEADLINE_EXCEEDED_MESSAGE: &str = "deadline exceeded";
+/// The message clients receive with DEADLINE_EXCEEDED (in English; the error catalogue
+/// has it in the caller's language).
+pub const DEADLINE_EXCEEDED_MESSAGE: &str = tonic_blueprint_core::catalogue::DEADLINE_EXCEEDED_EN;
 
-fn deadline_exceeded(id: &tonic_blueprint_core::RpcIdentity) -> tonic::Status {
+fn deadline_exceeded(
+    id: &tonic_blueprint_core::RpcIdentity,
+    lang: tonic_blueprint_core::catalogue::Lang,
+) -> tonic::Status {
     use tonic_blueprint_core::names;
     metrics::counter!(
         names::DEADLINES_EXCEEDED,
@@ -92,5 +96,7 @@ fn deadline_exceeded(id: &tonic_blueprint_core::RpcIdentity) -> tonic::Status {
         names::LABEL_METHOD => id.method().to_owned(),
     )
     .increment(1);
-    tonic::Status::deadline_exceeded(DEADLINE_EXCEEDED_MESSAGE)
+    tonic::Status::deadline_exceeded(
+        tonic_blueprint_core::catalogue::Text::DeadlineExceeded.text(lang),
+    )
 }

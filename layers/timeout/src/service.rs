@@ -6,6 +6,7 @@ use crate::setting::MethodTimeout;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tonic_blueprint_core::catalogue::Lang;
 use tonic_blueprint_core::deadline::client_timeout;
 use tonic_blueprint_core::{Deadline, MethodPolicy, RpcIdentity};
 use tower_service::Service;
@@ -87,6 +88,7 @@ where
                 None => deadline.expires_at(),
             }
         });
-        ResponseFuture::new(self.inner.call(request), fire_at, id)
+        let lang = Lang::from_headers(request.headers());
+        ResponseFuture::new(self.inner.call(request), fire_at, id, lang)
     }
 }

@@ -324,3 +324,23 @@ async fn every_rpc_kind_still_works_through_the_layer_with_tonics_client() {
         (Code::NotFound, "no such thing")
     );
 }
+
+#[tokio::test]
+async fn the_message_follows_the_callers_language_in_headers_and_trailers() {
+    let server = TestServer::start(Server::builder().layer(TimeoutLayer::default())).await;
+    for path in [UNARY, SERVER_STREAM] {
+        let slow = TestRequest::echo("x").sleep_ms(SLOW_MS);
+        let headers = [("grpc-timeout", "50m"), ("grpc-accept-language", "es")];
+        let (response, _) = timed_call(&server, path, slow, &headers).await;
+        assert_eq!(
+            response.grpc_status(),
+            Some(Code::DeadlineExceeded),
+            "{path}"
+        );
+        assert_eq!(
+            response.grpc_message().as_deref(),
+            Some("plazo excedido"),
+            "{path}"
+        );
+    }
+}
