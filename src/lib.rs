@@ -78,3 +78,15 @@ pub use tonic_blueprint_cache as cache;
 
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
+
+#[cfg(feature = "config")]
+pub mod config;
+
+#[cfg(feature = "db")]
+pub mod db;
+
+#[cfg(feature = "events")]
+pub mod events;
+
+#[cfg(feature = "server")]
+pub mod server;

@@ -1,0 +1,1 @@
+//! Typed configuration from the environment and an optional file.

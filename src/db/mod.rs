@@ -1,0 +1,1 @@
+//! The database helper (sqlx): pool, migrations, statement logging, error mapping.

@@ -1,0 +1,1 @@
+//! NATS events: subjects, typed publish, queue consumers, JetStream.
