@@ -1,1 +1,559 @@
-//! Typed configuration from the environment and an optional file.
+//! Typed configuration from environment variables and an optional file (feature `config`).
+//!
+//! Every variable is listed once, in [`VARIABLES`], with its type, default and meaning; the
+//! repository's `export.sh` is generated from the same table (and a test keeps it so).
+//! Loading checks every variable before building anything and reports all problems at once,
+//! each naming its variable:
+//!
+//! ```
+//! use tonic_blueprint::config::Loader;
+//!
+//! let error = Loader::from_pairs([("GRPC_ADDR", "nowhere"), ("RATE_LIMIT_PER_MINUTE", "many")])
+//!     .require("DATABASE_URL")
+//!     .load()
+//!     .unwrap_err();
+//! let text = error.to_string();
+//! assert!(text.contains("GRPC_ADDR") && text.contains("RATE_LIMIT_PER_MINUTE"));
+//! assert!(text.contains("DATABASE_URL is required"));
+//! ```
+//!
+//! The file (`CONFIG_FILE`, TOML) uses the sections of [`BlueprintConfig`]
+//! (`[server] grpc_addr = "0.0.0.0:50051"`); environment variables override it.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What a variable holds, for checking it before anything is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Any text.
+    Text,
+    /// `host:port` with a numeric host (`127.0.0.1:50051`).
+    Address,
+    /// `host:port`, or `off` (or empty) to turn the thing off.
+    OptionalAddress,
+    /// A whole number (`u32`).
+    Count,
+    /// A whole number of seconds.
+    Seconds,
+    /// A whole number of bytes.
+    Bytes,
+    /// A URL with one of these schemes (`postgres`, `sqlite`, ...), or empty for unset.
+    Url(&'static [&'static str]),
+    /// One of these words.
+    OneOf(&'static [&'static str]),
+}
+
+/// One environment variable.
+#[derive(Clone, Copy, Debug)]
+pub struct Variable {
+    /// Its name (`GRPC_ADDR`).
+    pub name: &'static str,
+    /// Where it goes (`server.grpc_addr`).
+    pub key: &'static str,
+    /// What it holds.
+    pub kind: Kind,
+    /// Its default ("" for unset).
+    pub default: &'static str,
+    /// What it does.
+    pub help: &'static str,
+}
+
+const DB_SCHEMES: &[&str] = &["postgres", "postgresql", "sqlite"];
+
+/// Every variable the blueprint reads.
+pub const VARIABLES: &[Variable] = &[
+    Variable {
+        name: "SERVICE_NAME",
+        key: "service.name",
+        kind: Kind::Text,
+        default: "service",
+        help: "the service's name: cache key prefix, NATS subjects, logs",
+    },
+    Variable {
+        name: "GRPC_ADDR",
+        key: "server.grpc_addr",
+        kind: Kind::Address,
+        default: "127.0.0.1:50051",
+        help: "where the gRPC server listens",
+    },
+    Variable {
+        name: "METRICS_ADDR",
+        key: "metrics.addr",
+        kind: Kind::OptionalAddress,
+        default: "127.0.0.1:9090",
+        help: "where /metrics is served; off to turn it off",
+    },
+    Variable {
+        name: "SHUTDOWN_GRACE_SECONDS",
+        key: "server.shutdown_grace_seconds",
+        kind: Kind::Seconds,
+        default: "30",
+        help: "how long in-flight RPCs may run after SIGTERM or SIGINT",
+    },
+    Variable {
+        name: "KEEPALIVE_INTERVAL_SECONDS",
+        key: "server.keepalive_interval_seconds",
+        kind: Kind::Seconds,
+        default: "30",
+        help: "HTTP/2 keepalive ping interval",
+    },
+    Variable {
+        name: "KEEPALIVE_TIMEOUT_SECONDS",
+        key: "server.keepalive_timeout_seconds",
+        kind: Kind::Seconds,
+        default: "10",
+        help: "how long a keepalive ping may go unanswered",
+    },
+    Variable {
+        name: "DATABASE_URL",
+        key: "database.url",
+        kind: Kind::Url(DB_SCHEMES),
+        default: "",
+        help: "postgres://... or sqlite://...; empty: the embedded SQLite default",
+    },
+    Variable {
+        name: "DATABASE_MAX_CONNECTIONS",
+        key: "database.max_connections",
+        kind: Kind::Count,
+        default: "100",
+        help: "the pool's maximum size",
+    },
+    Variable {
+        name: "REDIS_URL",
+        key: "redis.url",
+        kind: Kind::Url(&["redis", "rediss"]),
+        default: "",
+        help: "redis://...; empty: in-process cache and rate limits",
+    },
+    Variable {
+        name: "NATS_URL",
+        key: "nats.url",
+        kind: Kind::Url(&["nats", "tls"]),
+        default: "",
+        help: "nats://...; empty: no events",
+    },
+    Variable {
+        name: "RATE_LIMIT_PER_MINUTE",
+        key: "rate_limit.per_minute",
+        kind: Kind::Count,
+        default: "100",
+        help: "calls per minute per caller and method",
+    },
+    Variable {
+        name: "RATE_LIMIT_KEY",
+        key: "rate_limit.key",
+        kind: Kind::Text,
+        default: "x-user-id",
+        help: "the metadata naming the caller (else the peer IP)",
+    },
+    Variable {
+        name: "CACHE_TTL_SECONDS",
+        key: "cache.ttl_seconds",
+        kind: Kind::Seconds,
+        default: "300",
+        help: "how long cached responses live",
+    },
+    Variable {
+        name: "CACHE_MAX_BYTES",
+        key: "cache.max_bytes",
+        kind: Kind::Bytes,
+        default: "67108864",
+        help: "the in-process cache's size",
+    },
+    Variable {
+        name: "REQUEST_TIMEOUT_SECONDS",
+        key: "timeout.request_seconds",
+        kind: Kind::Seconds,
+        default: "30",
+        help: "the server's deadline for a call (a shorter client deadline wins)",
+    },
+    Variable {
+        name: "MAX_MESSAGE_BYTES",
+        key: "validation.max_message_bytes",
+        kind: Kind::Bytes,
+        default: "4194304",
+        help: "the largest request message accepted",
+    },
+    Variable {
+        name: "LOG_FORMAT",
+        key: "logging.format",
+        kind: Kind::OneOf(&["pretty", "json"]),
+        default: "pretty",
+        help: "pretty or json",
+    },
+    Variable {
+        name: "LOG_DIR",
+        key: "logging.dir",
+        kind: Kind::Text,
+        default: "",
+        help: "rotated log files here; empty: standard output",
+    },
+    Variable {
+        name: "LOG_LEVEL",
+        key: "logging.level",
+        kind: Kind::Text,
+        default: "info",
+        help: "the log filter when RUST_LOG is not set",
+    },
+];
+
+/// The variable naming the optional TOML file.
+pub const CONFIG_FILE: &str = "CONFIG_FILE";
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[non_exhaustive]
+pub struct BlueprintConfig {
+    /// `[service]`.
+    pub service: ServiceSection,
+    /// `[server]`.
+    pub server: ServerSection,
+    /// `[metrics]`.
+    pub metrics: MetricsSection,
+    /// `[database]`.
+    pub database: DatabaseSection,
+    /// `[redis]`.
+    pub redis: UrlSection,
+    /// `[nats]`.
+    pub nats: UrlSection,
+    /// `[rate_limit]`.
+    pub rate_limit: RateLimitSection,
+    /// `[cache]`.
+    pub cache: CacheSection,
+    /// `[timeout]`.
+    pub timeout: TimeoutSection,
+    /// `[validation]`.
+    pub validation: ValidationSection,
+    /// `[logging]`.
+    pub logging: LoggingSection,
+}
+
+/// `[service]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[non_exhaustive]
+pub struct ServiceSection {
+    /// `SERVICE_NAME`.
+    pub name: String,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[non_exhaustive]
+pub struct ServerSection {
+    /// `GRPC_ADDR`.
+    pub grpc_addr: SocketAddr,
+    /// `SHUTDOWN_GRACE_SECONDS`.
+    pub shutdown_grace_seconds: u64,
+    /// `KEEPALIVE_INTERVAL_SECONDS`.
+    pub keepalive_interval_seconds: u64,
+    /// `KEEPALIVE_TIMEOUT_SECONDS`.
+    pub keepalive_timeout_seconds: u64,
+}
+
+impl ServerSection {
+    /// The grace period for in-flight calls at shutdown.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds)
+    }
+}
+
+/// `[metrics]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[non_exhaustive]
+pub struct MetricsSection {
+    /// `METRICS_ADDR`: `off` or empty turns the exporter off.
+    pub addr: String,
+}
+
+impl MetricsSection {
+    /// Where to serve `/metrics`, if at all.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        self.addr.parse().ok()
+    }
+}
+
+/// `[database]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[non_exhaustive]
+pub struct DatabaseSection {
+    /// `DATABASE_URL` (empty: the embedded default).
+    pub url: String,
+    /// `DATABASE_MAX_CONNECTIONS`.
+    pub max_connections: u32,
+}
+
+/// A section holding one optional URL (`[redis]`, `[nats]`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[non_exhaustive]
+pub struct UrlSection {
+    /// The URL; empty when unset.
+    pub url: String,
+}
+
+impl UrlSection {
+    /// The URL, if set.
+    pub fn get(&self) -> Option<&str> {
+        Some(self.url.trim()).filter(|u| !u.is_empty())
+    }
+}
+
+/// `[rate_limit]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[non_exhaustive]
+pub struct RateLimitSection {
+    /// `RATE_LIMIT_PER_MINUTE`.
+    pub per_minute: u32,
+    /// `RATE_LIMIT_KEY`.
+    pub key: String,
+}
+
+/// `[cache]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[non_exhaustive]
+pub struct CacheSection {
+    /// `CACHE_TTL_SECONDS`.
+    pub ttl_seconds: u64,
+    /// `CACHE_MAX_BYTES`.
+    pub max_bytes: u64,
+}
+
+/// `[timeout]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[non_exhaustive]
+pub struct TimeoutSection {
+    /// `REQUEST_TIMEOUT_SECONDS`.
+    pub request_seconds: u64,
+}
+
+/// `[validation]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[non_exhaustive]
+pub struct ValidationSection {
+    /// `MAX_MESSAGE_BYTES`.
+    pub max_message_bytes: u64,
+}
+
+/// `[logging]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[non_exhaustive]
+pub struct LoggingSection {
+    /// `LOG_FORMAT`: `pretty` or `json`.
+    pub format: String,
+    /// `LOG_DIR` (empty: standard output).
+    pub dir: String,
+    /// `LOG_LEVEL`.
+    pub level: String,
+}
+
+impl LoggingSection {
+    /// The directory for log files, if any.
+    pub fn dir(&self) -> Option<PathBuf> {
+        Some(self.dir.trim())
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+    }
+}
+
+impl Default for BlueprintConfig {
+    /// Every default of [`VARIABLES`].
+    fn default() -> Self {
+        Loader::from_pairs::<[(&str, &str); 0], &str, &str>([])
+            .load()
+            .unwrap_or_else(|e| unreachable!("the defaults are valid: {e}"))
+    }
+}
+
+/// Every problem found while loading, each naming its variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// One line per problem.
+    pub problems: Vec<String>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the configuration is invalid ({} problem",
+            self.problems.len()
+        )?;
+        if self.problems.len() != 1 {
+            f.write_str("s")?;
+        }
+        f.write_str("):")?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads the variables (from the process environment or given pairs) and an optional file.
+#[derive(Clone, Debug)]
+pub struct Loader {
+    vars: BTreeMap<String, String>,
+    required: Vec<String>,
+}
+
+impl Loader {
+    /// The process environment.
+    pub fn from_env() -> Self {
+        Self {
+            vars: std::env::vars().collect(),
+            required: Vec::new(),
+        }
+    }
+
+    /// Given pairs instead of the environment (tests, embedding).
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            required: Vec::new(),
+        }
+    }
+
+    /// Makes `name` (one of [`VARIABLES`], such as `DATABASE_URL`) required: absent or empty
+    /// is an error.
+    pub fn require(mut self, name: &str) -> Self {
+        self.required.push(name.to_owned());
+        self
+    }
+
+    /// Checks every variable, then builds the configuration: defaults, then the file, then
+    /// the environment.
+    pub fn load(self) -> Result<BlueprintConfig, ConfigError> {
+        let mut problems = Vec::new();
+        for name in &self.required {
+            let known = VARIABLES.iter().find(|v| v.name == name);
+            let set = self.vars.get(name).is_some_and(|v| !v.trim().is_empty());
+            match known {
+                None => problems.push(format!("{name} is required but is not a known variable")),
+                Some(var) if !set => problems.push(format!("{name} is required ({})", var.help)),
+                Some(_) => {}
+            }
+        }
+        for var in VARIABLES {
+            if let Some(value) = self.vars.get(var.name)
+                && let Err(why) = check(var.kind, value)
+            {
+                // A URL may carry a password: never repeat it.
+                let shown = match var.kind {
+                    Kind::Url(_) => String::new(),
+                    _ => format!("={value:?}"),
+                };
+                problems.push(format!("{}{shown}: {why}", var.name));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+
+        let mut builder = config::Config::builder();
+        for var in VARIABLES {
+            builder = builder
+                .set_default(var.key, var.default)
+                .map_err(|e| one(format!("{}: {e}", var.name)))?;
+        }
+        if let Some(file) = self.vars.get(CONFIG_FILE).filter(|f| !f.trim().is_empty()) {
+            builder = builder.add_source(config::File::with_name(file).required(true));
+        }
+        for var in VARIABLES {
+            if let Some(value) = self.vars.get(var.name) {
+                builder = builder
+                    .set_override(var.key, value.trim())
+                    .map_err(|e| one(format!("{}: {e}", var.name)))?;
+            }
+        }
+        builder
+            .build()
+            .and_then(|c| c.try_deserialize::<BlueprintConfig>())
+            .map_err(|e| one(e.to_string()))
+    }
+
+    /// The `export.sh` documenting every variable with its default.
+    pub fn export_sh() -> String {
+        let mut out = String::from(
+            "#!/bin/sh\n# Every environment variable tonic-blueprint services read, with its default.\n\
+             # Generated from tonic_blueprint::config::VARIABLES (a test keeps this file in step).\n\
+             # Source it and change what you need:  . ./export.sh\n",
+        );
+        for var in VARIABLES {
+            out.push_str(&format!(
+                "\n# {}\nexport {}=\"{}\"\n",
+                var.help, var.name, var.default
+            ));
+        }
+        out.push_str(&format!(
+            "\n# An optional TOML file with the same settings by section; variables win.\nexport {CONFIG_FILE}=\"\"\n"
+        ));
+        out
+    }
+}
+
+fn one(problem: String) -> ConfigError {
+    ConfigError {
+        problems: vec![problem],
+    }
+}
+
+fn check(kind: Kind, value: &str) -> Result<(), String> {
+    let value = value.trim();
+    match kind {
+        Kind::Text => Ok(()),
+        Kind::Address => value
+            .parse::<SocketAddr>()
+            .map(|_| ())
+            .map_err(|_| "not an address such as 127.0.0.1:50051".to_owned()),
+        Kind::OptionalAddress => {
+            if value.is_empty() || value.eq_ignore_ascii_case("off") {
+                Ok(())
+            } else {
+                check(Kind::Address, value).map_err(|e| format!("{e}, nor off"))
+            }
+        }
+        Kind::Count => value
+            .parse::<u32>()
+            .map(|_| ())
+            .map_err(|_| "not a whole number".to_owned()),
+        Kind::Seconds => value
+            .parse::<u64>()
+            .map(|_| ())
+            .map_err(|_| "not a whole number of seconds".to_owned()),
+        Kind::Bytes => value
+            .parse::<u64>()
+            .map(|_| ())
+            .map_err(|_| "not a whole number of bytes".to_owned()),
+        Kind::Url(schemes) => {
+            if value.is_empty() {
+                return Ok(());
+            }
+            let scheme = value.split_once(':').map(|(s, _)| s).unwrap_or_default();
+            if schemes.contains(&scheme) {
+                Ok(())
+            } else {
+                Err(format!("not a {} URL", schemes.join(" or ")))
+            }
+        }
+        Kind::OneOf(words) => {
+            if words.contains(&value) {
+                Ok(())
+            } else {
+                Err(format!("must be one of {}", words.join(", ")))
+            }
+        }
+    }
+}

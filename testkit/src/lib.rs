@@ -37,7 +37,7 @@ mod service;
 mod validated;
 
 pub use capture::{Captured, counters_by_method, grpc_http_request, unary_http_request};
-pub use own_server::{OwnRedis, free_port, unique_prefix};
+pub use own_server::{OwnNats, OwnRedis, free_port, unique_prefix};
 pub use raw::{RawClient, RawResponse};
 pub use server::TestServer;
 pub use service::{HandlerCounts, PANIC_TEXT, TestService};

@@ -79,3 +79,90 @@ pub fn unique_prefix(test: &str) -> String {
         .unwrap_or_default();
     format!("test:{test}:{}:{nanos}:", std::process::id())
 }
+
+/// A `nats-server` of the test's own on 127.0.0.1 with JetStream, its state in a directory
+/// that outlives a restart; killed when dropped.
+#[derive(Debug)]
+pub struct OwnNats {
+    port: u16,
+    store_dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl OwnNats {
+    /// Starts one on `port` with `-js -sd <store_dir>` and waits until it accepts
+    /// connections.
+    pub fn start(port: u16, store_dir: &std::path::Path) -> Self {
+        let mut server = Self {
+            port,
+            store_dir: store_dir.to_owned(),
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        // Debian installs it in /usr/sbin, which is not on every PATH.
+        let binary = if std::path::Path::new("/usr/sbin/nats-server").exists() {
+            "/usr/sbin/nats-server"
+        } else {
+            "nats-server"
+        };
+        let child = Command::new(binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.store_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (scripts/services.sh installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not start on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it (SIGKILL) and waits for it to be gone; what JetStream acknowledged is on
+    /// disk and comes back with [`OwnNats::restart`].
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and store directory (killing it first if needed).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

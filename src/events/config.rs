@@ -1,0 +1,293 @@
+//! Connection, stream and consumer settings (serde, with defaults for every field).
+
+use serde::Deserialize;
+use std::fmt;
+use std::time::Duration;
+
+/// How to reach NATS, and the defaults of every consumer.
+///
+/// Every field has a default, so a configuration file names only what it changes:
+///
+/// ```
+/// use tonic_blueprint::events::NatsConfig;
+/// let config: NatsConfig = serde_json::from_str(
+///     r#"{ "url": "nats://nats:4222", "name": "payments",
+///          "consumer": { "concurrency": 4 } }"#,
+/// ).unwrap();
+/// assert_eq!(config.consumer.concurrency, 4);
+/// assert_eq!(config.consumer.max_attempts, 3);
+/// assert!(config.jetstream);
+/// ```
+///
+/// `Debug` hides the password of a `nats://user:password@host` URL.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// The server URL, or several separated by commas (default `nats://127.0.0.1:4222`).
+    /// Credentials go in the URL, `nats://user:password@host:4222` or `nats://token@host:4222`;
+    /// they never appear in errors, logs or `Debug`.
+    pub url: String,
+    /// The connection name the server shows (`connz`), usually the service name.
+    pub name: Option<String>,
+    /// Attempts at the first connection before [`Events::connect`](super::Events::connect)
+    /// gives up (at least 1; default 5).
+    pub connect_attempts: u32,
+    /// The wait after the first failed attempt, doubled after each (default 200 ms).
+    pub connect_backoff_ms: u64,
+    /// The limit of one connection attempt (default 2 s).
+    pub connect_timeout_ms: u64,
+    /// Reconnection attempts after the connection is lost; `None` (default) retries forever.
+    pub max_reconnects: Option<usize>,
+    /// Whether to use JetStream: streams, durable consumers, acknowledged publishes
+    /// (default true).
+    pub jetstream: bool,
+    /// How long a JetStream publish waits for the server's acknowledgement (default 5 s).
+    pub publish_timeout_ms: u64,
+    /// Attempts of a JetStream publish that was not acknowledged, with the same
+    /// `Nats-Msg-Id` so the stream drops duplicates (at least 1; default 3).
+    pub publish_attempts: u32,
+    /// The wait after the first failed JetStream publish, doubled after each
+    /// (default 100 ms).
+    pub publish_backoff_ms: u64,
+    /// The streams [`Events::connect`](super::Events::connect) creates or updates.
+    pub streams: Vec<StreamConfig>,
+    /// The defaults of every consumer.
+    pub consumer: ConsumerOptions,
+    /// How long [`Events::drain`](super::Events::drain) waits for consumers to finish
+    /// the messages they hold (default 10 s).
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".to_owned(),
+            name: None,
+            connect_attempts: 5,
+            connect_backoff_ms: 200,
+            connect_timeout_ms: 2_000,
+            max_reconnects: None,
+            jetstream: true,
+            publish_timeout_ms: 5_000,
+            publish_attempts: 3,
+            publish_backoff_ms: 100,
+            streams: Vec::new(),
+            consumer: ConsumerOptions::default(),
+            drain_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl NatsConfig {
+    /// The default configuration with another URL.
+    pub fn with_url(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The server list for errors and logs: credentials removed.
+    pub fn server_display(&self) -> String {
+        self.url
+            .split(',')
+            .map(|u| redact_url(u.trim()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsConfig")
+            .field("url", &self.server_display())
+            .field("name", &self.name)
+            .field("connect_attempts", &self.connect_attempts)
+            .field("connect_backoff_ms", &self.connect_backoff_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("max_reconnects", &self.max_reconnects)
+            .field("jetstream", &self.jetstream)
+            .field("publish_timeout_ms", &self.publish_timeout_ms)
+            .field("publish_attempts", &self.publish_attempts)
+            .field("publish_backoff_ms", &self.publish_backoff_ms)
+            .field("streams", &self.streams)
+            .field("consumer", &self.consumer)
+            .field("drain_timeout_ms", &self.drain_timeout_ms)
+            .finish()
+    }
+}
+
+/// A URL without its `user:password@` part (replaced by `***@`).
+pub(crate) fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// The `user:password` parts of a URL list, to scrub them from error texts.
+pub(crate) fn url_secrets(urls: &str) -> Vec<String> {
+    urls.split(',')
+        .filter_map(|url| {
+            let rest = url.trim().split_once("://").map_or(url, |(_, r)| r);
+            let authority = rest.split('/').next().unwrap_or_default();
+            authority
+                .rfind('@')
+                .map(|at| authority[..at].to_owned())
+                .filter(|s| !s.is_empty())
+        })
+        .collect()
+}
+
+/// A JetStream stream to create or update.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamConfig {
+    /// Its name (`[A-Za-z0-9_-]`, such as `PAYMENTS`).
+    pub name: String,
+    /// The subjects it stores, wildcards allowed (such as `payments.>`).
+    pub subjects: Vec<String>,
+    /// The oldest message kept, in seconds; 0 (default) keeps them until other limits.
+    pub max_age_secs: u64,
+    /// The window in which a repeated `Nats-Msg-Id` is dropped (default 120 s).
+    pub duplicate_window_secs: u64,
+    /// File (default) or memory storage.
+    pub storage: Storage,
+    /// Replicas in a cluster (default 1).
+    pub replicas: usize,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            subjects: Vec::new(),
+            max_age_secs: 0,
+            duplicate_window_secs: 120,
+            storage: Storage::File,
+            replicas: 1,
+        }
+    }
+}
+
+impl StreamConfig {
+    /// A file-backed stream with the default limits.
+    pub fn new(
+        name: impl Into<String>,
+        subjects: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            subjects: subjects.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Where a stream keeps its messages.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    /// On disk: survives a server restart.
+    #[default]
+    File,
+    /// In memory.
+    Memory,
+}
+
+/// The most messages one consumer handles at once.
+const MAX_CONCURRENCY: usize = 65_536;
+
+/// How a consumer runs its handler: concurrency, retries, dead letters.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsumerOptions {
+    /// Messages handled at once (1 to 65536; default 16).
+    pub concurrency: usize,
+    /// Attempts of the handler before the message goes to the dead-letter subject
+    /// (at least 1; default 3). For JetStream this is the delivery count.
+    pub max_attempts: u32,
+    /// The wait before the second attempt, doubled before each next one (default 100 ms).
+    pub backoff_initial_ms: u64,
+    /// The longest wait between attempts (default 10 s).
+    pub backoff_max_ms: u64,
+    /// JetStream: how long the server waits for an acknowledgement before it redelivers
+    /// (default 30 s); longer than the slowest handler.
+    pub ack_wait_ms: u64,
+    /// Where failed messages go; default `<subject>.dlq`.
+    pub dead_letter_subject: Option<String>,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            max_attempts: 3,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 10_000,
+            ack_wait_ms: 30_000,
+            dead_letter_subject: None,
+        }
+    }
+}
+
+impl ConsumerOptions {
+    /// The wait after failed attempt `attempt` (1-based): `initial * 2^(attempt-1)`, capped.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tonic_blueprint::events::ConsumerOptions;
+    /// let options = ConsumerOptions { backoff_initial_ms: 100, backoff_max_ms: 350, ..Default::default() };
+    /// assert_eq!(options.backoff(1), Duration::from_millis(100));
+    /// assert_eq!(options.backoff(2), Duration::from_millis(200));
+    /// assert_eq!(options.backoff(3), Duration::from_millis(350));
+    /// ```
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        exponential(self.backoff_initial_ms, self.backoff_max_ms, attempt)
+    }
+
+    pub(crate) fn attempts(&self) -> u32 {
+        self.max_attempts.max(1)
+    }
+
+    pub(crate) fn concurrency(&self) -> usize {
+        self.concurrency.clamp(1, MAX_CONCURRENCY)
+    }
+}
+
+/// `initial_ms * 2^(attempt-1)`, at most `max_ms`.
+pub(crate) fn exponential(initial_ms: u64, max_ms: u64, attempt: u32) -> Duration {
+    let factor = 1u64 << attempt.saturating_sub(1).min(32);
+    Duration::from_millis(initial_ms.saturating_mul(factor).min(max_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction() {
+        assert_eq!(redact_url("nats://u:p@h:4222"), "nats://***@h:4222");
+        assert_eq!(redact_url("nats://h:4222"), "nats://h:4222");
+        assert_eq!(redact_url("tok@h:1"), "***@h:1");
+        assert_eq!(
+            url_secrets("nats://u:p@h:1, nats://x:2"),
+            vec!["u:p".to_owned()]
+        );
+        let config = NatsConfig::with_url("nats://user:hunter2@a:1,nats://b:2");
+        assert_eq!(config.server_display(), "nats://***@a:1,nats://b:2");
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn backoff_caps() {
+        assert_eq!(exponential(100, 10_000, 1), Duration::from_millis(100));
+        assert_eq!(exponential(100, 10_000, 3), Duration::from_millis(400));
+        assert_eq!(exponential(100, 10_000, 60), Duration::from_millis(10_000));
+    }
+}

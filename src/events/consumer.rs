@@ -1,0 +1,427 @@
+//! Queue-group consumers on core NATS: a concurrency limit, retries with backoff, a
+//! dead-letter subject; and what both kinds of consumer share.
+
+use super::config::ConsumerOptions;
+use super::connection::Events;
+use super::counters::{DEAD_LETTERED, DELIVERED, FAILED, count};
+use super::delivery::{Delivery, EventHandler};
+use super::error::EventsError;
+use super::subject::{Subject, check_literal, check_name};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+use serde::de::DeserializeOwned;
+use std::any::Any;
+use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use tokio::sync::{Semaphore, watch};
+
+/// A running consumer: stop it alone, or let [`Events::drain`] stop them all.
+#[derive(Debug, Clone)]
+pub struct ConsumerHandle {
+    pub(crate) control: ConsumerControl,
+}
+
+impl ConsumerHandle {
+    /// The subject it consumes.
+    pub fn subject(&self) -> &str {
+        &self.control.subject
+    }
+
+    /// Whether it has stopped (stopped, drained, or its subscription ended).
+    pub fn is_finished(&self) -> bool {
+        self.control.is_finished()
+    }
+
+    /// Stops taking messages, lets the ones being handled finish, and waits for that.
+    pub async fn stop(&self) {
+        self.control.stop();
+        self.control.finished().await;
+    }
+}
+
+/// The owner's side of a consumer task.
+#[derive(Debug, Clone)]
+pub(crate) struct ConsumerControl {
+    subject: Arc<str>,
+    stop: Arc<watch::Sender<bool>>,
+    done: watch::Receiver<bool>,
+}
+
+/// The task's side.
+#[derive(Debug)]
+pub(crate) struct Signals {
+    stop: watch::Receiver<bool>,
+    done: watch::Sender<bool>,
+}
+
+impl ConsumerControl {
+    pub(crate) fn new(subject: &str) -> (Self, Signals) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (done_tx, done_rx) = watch::channel(false);
+        (
+            Self {
+                subject: subject.into(),
+                stop: Arc::new(stop_tx),
+                done: done_rx,
+            },
+            Signals {
+                stop: stop_rx,
+                done: done_tx,
+            },
+        )
+    }
+
+    pub(crate) fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        *self.done.borrow() || self.done.has_changed().is_err()
+    }
+
+    pub(crate) async fn finished(&self) {
+        let mut done = self.done.clone();
+        // An error means the task is gone (it panicked): finished too.
+        let _ = done.wait_for(|d| *d).await;
+    }
+}
+
+impl Signals {
+    /// Resolves once the consumer is asked to stop.
+    pub(crate) async fn stopped(&mut self) {
+        // The sender lives in the registry as long as the consumer does; if it is gone,
+        // nobody can stop the consumer any more, so stop now.
+        let _ = self.stop.wait_for(|s| *s).await;
+    }
+
+    pub(crate) fn finish(self) {
+        self.done.send_replace(true);
+    }
+}
+
+/// What a consumer task runs a message with.
+pub(crate) struct Worker<T, H> {
+    pub(crate) events: Events,
+    pub(crate) subject: Subject,
+    pub(crate) dead_letter: String,
+    pub(crate) options: ConsumerOptions,
+    pub(crate) handler: H,
+    pub(crate) limit: Arc<Semaphore>,
+    _event: PhantomData<fn() -> T>,
+}
+
+impl<T, H> Worker<T, H>
+where
+    T: DeserializeOwned + Send + 'static,
+    H: EventHandler<T>,
+{
+    pub(crate) fn new(
+        events: &Events,
+        subject: &Subject,
+        options: &ConsumerOptions,
+        handler: H,
+    ) -> Result<Self, EventsError> {
+        let dead_letter = match &options.dead_letter_subject {
+            Some(explicit) => {
+                check_literal(explicit).map_err(EventsError::Config)?;
+                explicit.clone()
+            }
+            None => subject.dead_letter(),
+        };
+        Ok(Self {
+            events: events.clone(),
+            subject: subject.clone(),
+            dead_letter,
+            options: options.clone(),
+            handler,
+            limit: Arc::new(Semaphore::new(options.concurrency())),
+            _event: PhantomData,
+        })
+    }
+
+    /// Waits until no handler runs.
+    pub(crate) async fn idle(&self) {
+        let all = u32::try_from(self.options.concurrency()).unwrap_or(u32::MAX);
+        let _ = self.limit.acquire_many(all).await;
+    }
+
+    /// Counts and logs a delivery.
+    pub(crate) fn delivered(&self, request_id: Option<&str>, attempt: u32) {
+        count(DELIVERED, self.subject.as_str());
+        tracing::debug!(
+            nats.subject = %self.subject,
+            nats.attempt = attempt,
+            request_id,
+            "event delivered"
+        );
+    }
+
+    /// Decodes the payload and runs the handler once; the error text on failure (a bad
+    /// payload, an `Err`, a panic), counted and logged.
+    pub(crate) async fn attempt(
+        &self,
+        subject: &str,
+        headers: Option<&HeaderMap>,
+        payload: &Bytes,
+        attempt: u32,
+        stream_sequence: Option<u64>,
+    ) -> Result<(), Failure> {
+        let event = match serde_json::from_slice::<T>(payload) {
+            Ok(event) => event,
+            Err(e) => {
+                let failure = Failure {
+                    error: format!("the payload is not a valid event: {e}"),
+                    retryable: false,
+                };
+                self.failed(headers, attempt, &failure.error);
+                return Err(failure);
+            }
+        };
+        let delivery = Delivery::received(event, subject, headers, attempt, stream_sequence);
+        let request_id = delivery.request_id.clone();
+        let outcome = AssertUnwindSafe(async { self.handler.handle(delivery).await })
+            .catch_unwind()
+            .await;
+        let error = match outcome {
+            Ok(Ok(())) => {
+                tracing::debug!(
+                    nats.subject = %self.subject,
+                    nats.attempt = attempt,
+                    request_id = request_id.as_ref().map(|id| id.as_str()),
+                    "event handled"
+                );
+                return Ok(());
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(panic) => format!("the handler panicked: {}", panic_text(panic.as_ref())),
+        };
+        self.failed(headers, attempt, &error);
+        Err(Failure {
+            error,
+            retryable: true,
+        })
+    }
+
+    fn failed(&self, headers: Option<&HeaderMap>, attempt: u32, error: &str) {
+        count(FAILED, self.subject.as_str());
+        tracing::warn!(
+            nats.subject = %self.subject,
+            nats.attempt = attempt,
+            request_id = request_id(headers),
+            error,
+            "event handler failed"
+        );
+    }
+
+    /// Publishes to the dead-letter subject; whether it was published.
+    pub(crate) async fn dead_letter(
+        &self,
+        headers: Option<&HeaderMap>,
+        payload: Bytes,
+        attempts: u32,
+        error: &str,
+    ) -> bool {
+        let published = self
+            .events
+            .publish_dead_letter(
+                &self.dead_letter,
+                &self.subject,
+                headers,
+                payload,
+                attempts,
+                error,
+            )
+            .await;
+        match published {
+            Ok(()) => {
+                count(DEAD_LETTERED, self.subject.as_str());
+                tracing::error!(
+                    nats.subject = %self.subject,
+                    nats.dead_letter = %self.dead_letter,
+                    nats.attempt = attempts,
+                    request_id = request_id(headers),
+                    error,
+                    "event dead-lettered"
+                );
+                true
+            }
+            Err(publish_error) => {
+                tracing::error!(
+                    nats.subject = %self.subject,
+                    nats.dead_letter = %self.dead_letter,
+                    nats.attempt = attempts,
+                    request_id = request_id(headers),
+                    error,
+                    publish_error,
+                    "could not publish the event to its dead-letter subject"
+                );
+                false
+            }
+        }
+    }
+}
+
+/// A failed attempt.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) error: String,
+    /// False when retrying cannot help (the payload does not decode).
+    pub(crate) retryable: bool,
+}
+
+pub(crate) fn request_id(headers: Option<&HeaderMap>) -> Option<&str> {
+    headers
+        .and_then(|h| h.get(super::context::headers::REQUEST_ID))
+        .map(|v| v.as_str())
+}
+
+fn panic_text(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+impl Events {
+    /// Consumes `subject` in queue group `group` (each message goes to one member of the
+    /// group, across replicas) with the configured consumer defaults.
+    ///
+    /// See [`Events::subscribe_queue_with`].
+    pub async fn subscribe_queue<T, H>(
+        &self,
+        subject: &Subject,
+        group: &str,
+        handler: H,
+    ) -> Result<ConsumerHandle, EventsError>
+    where
+        T: DeserializeOwned + Send + 'static,
+        H: EventHandler<T>,
+    {
+        let options = self.inner.config.consumer.clone();
+        self.subscribe_queue_with(subject, group, &options, handler)
+            .await
+    }
+
+    /// Consumes `subject` in queue group `group` on core NATS (at most once).
+    ///
+    /// Returns once the server has the subscription. Up to `concurrency` messages are
+    /// handled at once. A failed attempt is retried after `backoff_initial_ms`, doubling,
+    /// up to `max_attempts` attempts; then the message (payload and headers, plus
+    /// `x-dead-letter-attempts`, `x-dead-letter-error` and `x-dead-letter-subject`) is
+    /// published to the dead-letter subject (`<subject>.dlq` unless set). A payload that
+    /// does not decode as `T` goes there at once.
+    pub async fn subscribe_queue_with<T, H>(
+        &self,
+        subject: &Subject,
+        group: &str,
+        options: &ConsumerOptions,
+        handler: H,
+    ) -> Result<ConsumerHandle, EventsError>
+    where
+        T: DeserializeOwned + Send + 'static,
+        H: EventHandler<T>,
+    {
+        check_name("queue group", group).map_err(EventsError::Config)?;
+        let worker = Arc::new(Worker::new(self, subject, options, handler)?);
+        let failed = |reason: String| EventsError::Subscribe {
+            subject: subject.to_string(),
+            reason,
+        };
+        let subscriber = self
+            .inner
+            .client
+            .queue_subscribe(subject.to_string(), group.to_owned())
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        // The server has the subscription once this returns.
+        self.inner
+            .client
+            .flush()
+            .await
+            .map_err(|e| failed(format!("flush: {e}")))?;
+        let (control, signals) = ConsumerControl::new(subject.as_str());
+        tokio::spawn(run_core(worker, subscriber, signals));
+        self.register(control.clone());
+        tracing::info!(
+            nats.subject = %subject,
+            nats.queue_group = group,
+            concurrency = options.concurrency(),
+            max_attempts = options.attempts(),
+            "queue consumer started"
+        );
+        Ok(ConsumerHandle { control })
+    }
+}
+
+async fn run_core<T, H>(
+    worker: Arc<Worker<T, H>>,
+    mut subscriber: async_nats::Subscriber,
+    mut signals: Signals,
+) where
+    T: DeserializeOwned + Send + 'static,
+    H: EventHandler<T>,
+{
+    let mut draining = false;
+    loop {
+        let Ok(permit) = worker.limit.clone().acquire_owned().await else {
+            break;
+        };
+        let message = if draining {
+            subscriber.next().await
+        } else {
+            tokio::select! {
+                biased;
+                () = signals.stopped() => {
+                    // No new messages; those already received are still handled.
+                    draining = true;
+                    if let Err(e) = subscriber.drain().await {
+                        tracing::warn!(nats.subject = %worker.subject, error = %e, "could not drain the subscription");
+                        break;
+                    }
+                    continue;
+                }
+                message = subscriber.next() => message,
+            }
+        };
+        let Some(message) = message else { break };
+        let worker = worker.clone();
+        tokio::spawn(async move {
+            handle_core(&worker, message).await;
+            drop(permit);
+        });
+    }
+    worker.idle().await;
+    tracing::info!(nats.subject = %worker.subject, "queue consumer stopped");
+    signals.finish();
+}
+
+async fn handle_core<T, H>(worker: &Worker<T, H>, message: async_nats::Message)
+where
+    T: DeserializeOwned + Send + 'static,
+    H: EventHandler<T>,
+{
+    let headers = message.headers.as_ref();
+    worker.delivered(request_id(headers), 1);
+    let attempts = worker.options.attempts();
+    let mut attempt = 1;
+    let failure = loop {
+        match worker
+            .attempt(&message.subject, headers, &message.payload, attempt, None)
+            .await
+        {
+            Ok(()) => return,
+            Err(failure) if !failure.retryable || attempt >= attempts => break failure,
+            Err(_) => {
+                tokio::time::sleep(worker.options.backoff(attempt)).await;
+                attempt += 1;
+            }
+        }
+    };
+    // Core NATS has no redelivery: a failed dead-letter publish loses the message (logged).
+    worker
+        .dead_letter(headers, message.payload.clone(), attempt, &failure.error)
+        .await;
+}

@@ -1,0 +1,92 @@
+//! What an event carries from the RPC that caused it: the request id, and the message id.
+
+use crate::core::RequestId;
+
+/// The headers the events helper writes and reads.
+pub mod headers {
+    /// The request id of the RPC that published the event (from the RequestLogging layer).
+    pub const REQUEST_ID: &str = crate::core::request_id::HEADER;
+    /// The payload encoding: [`JSON`].
+    pub const CONTENT_TYPE: &str = "Content-Type";
+    /// The `Content-Type` of a JSON payload.
+    pub const JSON: &str = "application/json";
+    /// The unique message id JetStream de-duplicates on (a NUID unless given).
+    pub const MESSAGE_ID: &str = "Nats-Msg-Id";
+    /// On a dead letter: how many attempts failed.
+    pub const DEAD_LETTER_ATTEMPTS: &str = "x-dead-letter-attempts";
+    /// On a dead letter: the last error (one line, at most 512 bytes).
+    pub const DEAD_LETTER_ERROR: &str = "x-dead-letter-error";
+    /// On a dead letter: the subject the message was first published on.
+    pub const DEAD_LETTER_SUBJECT: &str = "x-dead-letter-subject";
+}
+
+/// What an event publish carries besides the event: the request id of the RPC that caused
+/// it, and optionally a message id of the caller's choosing.
+///
+/// Build it from the current call, so the consumer's logs carry the same request id:
+///
+/// ```
+/// use tonic_blueprint::core::RequestId;
+/// use tonic_blueprint::events::EventContext;
+///
+/// let mut request = tonic::Request::new(());
+/// request.extensions_mut().insert(RequestId::from_static("req-1"));
+/// let ctx = EventContext::from_request(&request);
+/// assert_eq!(ctx.request_id().map(|id| id.as_str()), Some("req-1"));
+///
+/// // No RequestLogging layer, no request id.
+/// assert!(EventContext::from_request(&tonic::Request::new(())).request_id().is_none());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventContext {
+    request_id: Option<RequestId>,
+    message_id: Option<String>,
+}
+
+impl EventContext {
+    /// No request id; a new message id for every publish.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The request id stored in these extensions (by the RequestLogging layer), if any.
+    pub fn from_extensions(extensions: &tonic::Extensions) -> Self {
+        Self {
+            request_id: extensions.get::<RequestId>().cloned(),
+            message_id: None,
+        }
+    }
+
+    /// The request id of a tonic request, if any.
+    pub fn from_request<T>(request: &tonic::Request<T>) -> Self {
+        Self::from_extensions(request.extensions())
+    }
+
+    /// The request id of an HTTP request (inside a tower layer), if any.
+    pub fn from_http_request<B>(request: &tonic::codegen::http::Request<B>) -> Self {
+        Self::from_extensions(request.extensions())
+    }
+
+    /// With this request id.
+    pub fn with_request_id(mut self, request_id: RequestId) -> Self {
+        self.request_id = Some(request_id);
+        self
+    }
+
+    /// With this message id (`Nats-Msg-Id`) instead of a new one: a publish retried with
+    /// the same id is stored once by a JetStream stream (within its duplicate window).
+    pub fn with_message_id(mut self, message_id: impl Into<String>) -> Self {
+        self.message_id = Some(message_id.into());
+        self
+    }
+
+    /// The request id, if any.
+    pub fn request_id(&self) -> Option<&RequestId> {
+        self.request_id.as_ref()
+    }
+
+    /// The message id given, if any.
+    pub fn message_id(&self) -> Option<&str> {
+        self.message_id.as_deref()
+    }
+}

@@ -1,0 +1,247 @@
+//! JetStream consumers: durable, pull, explicit acknowledgement, redelivery with backoff,
+//! a dead-letter subject.
+
+use super::config::ConsumerOptions;
+use super::connection::Events;
+use super::consumer::{ConsumerControl, ConsumerHandle, Signals, Worker, request_id};
+use super::delivery::EventHandler;
+use super::error::EventsError;
+use super::subject::{Subject, check_name};
+use async_nats::jetstream::AckKind;
+use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::time::Duration;
+
+impl Events {
+    /// Consumes `subject` from JetStream stream `stream` with durable consumer `durable`,
+    /// with the configured consumer defaults.
+    ///
+    /// See [`Events::consume_with`].
+    pub async fn consume<T, H>(
+        &self,
+        stream: &str,
+        durable: &str,
+        subject: &Subject,
+        handler: H,
+    ) -> Result<ConsumerHandle, EventsError>
+    where
+        T: DeserializeOwned + Send + 'static,
+        H: EventHandler<T>,
+    {
+        let options = self.inner.config.consumer.clone();
+        self.consume_with(stream, durable, subject, &options, handler)
+            .await
+    }
+
+    /// Consumes `subject` from JetStream stream `stream` (which must exist, see
+    /// [`Events::ensure_stream`]) with the durable pull consumer `durable`, created or
+    /// updated here: explicit acknowledgement, `ack_wait_ms`. Every replica of a service
+    /// uses the same durable name to share the work.
+    ///
+    /// At least once: `Ok` acknowledges the message (and waits for the server to confirm).
+    /// `Err` (or a panic) asks for redelivery after `backoff_initial_ms`, doubling with each
+    /// delivery. The delivery that reaches `max_attempts` and fails is published to the
+    /// dead-letter subject (`<subject>.dlq` unless set; stored by JetStream when a stream
+    /// holds that subject) and terminated; if that publish fails the message is redelivered
+    /// and tried again, going to the dead-letter subject without running the handler. A
+    /// message not acknowledged within `ack_wait_ms` (a handler slower than that, a crashed
+    /// replica) is redelivered too and counts as an attempt.
+    pub async fn consume_with<T, H>(
+        &self,
+        stream: &str,
+        durable: &str,
+        subject: &Subject,
+        options: &ConsumerOptions,
+        handler: H,
+    ) -> Result<ConsumerHandle, EventsError>
+    where
+        T: DeserializeOwned + Send + 'static,
+        H: EventHandler<T>,
+    {
+        let context = self.jetstream_context()?;
+        check_name("stream", stream).map_err(EventsError::Config)?;
+        check_name("durable consumer", durable).map_err(EventsError::Config)?;
+        let worker = Arc::new(Worker::new(self, subject, options, handler)?);
+        let failed = |reason: String| EventsError::Subscribe {
+            subject: subject.to_string(),
+            reason,
+        };
+        let stream_handle = context
+            .get_stream(stream)
+            .await
+            .map_err(|e| EventsError::Stream {
+                stream: stream.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let consumer: PullConsumer = stream_handle
+            .create_consumer(pull::Config {
+                durable_name: Some(durable.to_owned()),
+                filter_subject: subject.to_string(),
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_millis(options.ack_wait_ms.max(1)),
+                // Unlimited: this side counts attempts and dead-letters, so the server never
+                // drops a message silently.
+                max_deliver: -1,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| failed(format!("consumer {durable} on stream {stream}: {e}")))?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(options.concurrency())
+            .messages()
+            .await
+            .map_err(|e| failed(format!("consumer {durable} on stream {stream}: {e}")))?;
+        let (control, signals) = ConsumerControl::new(subject.as_str());
+        tokio::spawn(run_jetstream(worker, messages, signals));
+        self.register(control.clone());
+        tracing::info!(
+            nats.subject = %subject,
+            nats.stream = stream,
+            nats.consumer = durable,
+            concurrency = options.concurrency(),
+            max_attempts = options.attempts(),
+            "JetStream consumer started"
+        );
+        Ok(ConsumerHandle { control })
+    }
+}
+
+async fn run_jetstream<T, H>(
+    worker: Arc<Worker<T, H>>,
+    mut messages: pull::Stream,
+    mut signals: Signals,
+) where
+    T: DeserializeOwned + Send + 'static,
+    H: EventHandler<T>,
+{
+    loop {
+        let permit = tokio::select! {
+            biased;
+            () = signals.stopped() => break,
+            permit = worker.limit.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let next = tokio::select! {
+            biased;
+            () = signals.stopped() => break,
+            next = messages.next() => next,
+        };
+        match next {
+            None => break,
+            Some(Ok(message)) => {
+                let worker = worker.clone();
+                tokio::spawn(async move {
+                    handle_jetstream(&worker, message).await;
+                    drop(permit);
+                });
+            }
+            Some(Err(e)) => match e.kind() {
+                MessagesErrorKind::ConsumerDeleted | MessagesErrorKind::PushBasedConsumer => {
+                    tracing::error!(nats.subject = %worker.subject, error = %e, "JetStream consumer ended");
+                    break;
+                }
+                _ => {
+                    // Missed heartbeats, a reconnection: the stream keeps pulling.
+                    tracing::warn!(nats.subject = %worker.subject, error = %e, "JetStream consumer error");
+                }
+            },
+        }
+    }
+    // Messages fetched but not started are redelivered after `ack_wait`.
+    drop(messages);
+    worker.idle().await;
+    tracing::info!(nats.subject = %worker.subject, "JetStream consumer stopped");
+    signals.finish();
+}
+
+async fn handle_jetstream<T, H>(worker: &Worker<T, H>, message: async_nats::jetstream::Message)
+where
+    T: DeserializeOwned + Send + 'static,
+    H: EventHandler<T>,
+{
+    let (delivered, sequence) = match message.info() {
+        Ok(info) => (
+            u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX),
+            Some(info.stream_sequence),
+        ),
+        Err(_) => (1, None),
+    };
+    let headers = message.headers.as_ref();
+    worker.delivered(request_id(headers), delivered);
+    let max = worker.options.attempts();
+
+    let failure = if delivered > max {
+        // The handler had its attempts (it outlasted ack_wait, its replica died, or the
+        // dead-letter publish failed): straight to the dead-letter subject.
+        super::consumer::Failure {
+            error: format!(
+                "delivered {delivered} times, more than max_attempts ({max}); the earlier \
+                 attempts were not acknowledged in time or could not be dead-lettered"
+            ),
+            retryable: false,
+        }
+    } else {
+        match worker
+            .attempt(
+                &message.subject,
+                headers,
+                &message.payload,
+                delivered,
+                sequence,
+            )
+            .await
+        {
+            Ok(()) => {
+                if let Err(e) = message.double_ack().await {
+                    // Not confirmed: the server redelivers after ack_wait (at least once).
+                    tracing::warn!(
+                        nats.subject = %worker.subject,
+                        nats.attempt = delivered,
+                        request_id = request_id(headers),
+                        error = %e,
+                        "JetStream ack not confirmed"
+                    );
+                }
+                return;
+            }
+            Err(failure) => failure,
+        }
+    };
+
+    if failure.retryable && delivered < max {
+        let delay = worker.options.backoff(delivered);
+        if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
+            tracing::warn!(nats.subject = %worker.subject, error = %e, "JetStream nak failed; redelivery after ack_wait");
+        }
+        return;
+    }
+    let attempts = if delivered > max {
+        delivered - 1
+    } else {
+        delivered
+    };
+    if worker
+        .dead_letter(headers, message.payload.clone(), attempts, &failure.error)
+        .await
+    {
+        if let Err(e) = message.double_ack_with(AckKind::Term).await {
+            tracing::warn!(
+                nats.subject = %worker.subject,
+                error = %e,
+                "JetStream term not confirmed; the message may come back and be dead-lettered again"
+            );
+        }
+    } else {
+        let delay = worker.options.backoff(delivered);
+        if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
+            tracing::warn!(nats.subject = %worker.subject, error = %e, "JetStream nak failed; redelivery after ack_wait");
+        }
+    }
+}

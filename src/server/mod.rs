@@ -1,0 +1,471 @@
+//! The server bootstrap (feature `server`): the blueprint's start-up and graceful shutdown
+//! around your routes.
+//!
+//! The blueprint starts a service in a fixed order: configuration, logging, the error
+//! catalogue (built in), the gRPC server with keepalive and recovery, Redis, the database
+//! with its migrations, the handlers, metrics, and graceful shutdown. The first steps are
+//! yours, because your handlers need what they build:
+//!
+//! ```no_run
+//! use tonic::service::Routes;
+//! use tonic_blueprint::config::Loader;
+//! use tonic_blueprint::server::{Server, init_logging};
+//!
+//! # async fn handlers() -> Routes { unimplemented!() }
+//! # const FILE_DESCRIPTOR_SET: &[u8] = &[];
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Loader::from_env().load()?; // every bad variable named at once
+//! let _logs = init_logging(&config)?;
+//! // ... connect the database (tonic_blueprint::db) and NATS (tonic_blueprint::events) ...
+//! let routes = handlers().await;
+//! Server::new(config)
+//!     .descriptors(FILE_DESCRIPTOR_SET)
+//!     // .on_shutdown(async move { events.drain().await; pool.close().await })
+//!     .run(routes) // until SIGTERM or SIGINT
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! [`Server::run`] serves the routes behind the [`PresetStack`] (or yours), with the health
+//! (`grpc.health.v1`) and reflection services, HTTP/2 keepalive, and `/metrics` on its own
+//! address. On SIGTERM or SIGINT it marks every service NOT_SERVING first, stops accepting
+//! connections, lets in-flight calls finish within the grace period, then runs the shutdown
+//! hooks (drain NATS, close the pool) and returns.
+
+mod any_body;
+mod preset;
+#[cfg(feature = "redis")]
+mod redis;
+
+pub use preset::{BoxedService, PresetStack, StackError};
+#[cfg(feature = "redis")]
+pub use redis::{LOCAL_TIER_TTL, connect_redis};
+
+use crate::config::BlueprintConfig;
+use crate::telemetry::{self, FileOutput, LogFormat, TelemetryConfig, TelemetryGuard};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+type Hook = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug)]
+pub enum ServeError {
+    /// The layer stack could not be built.
+    Stack(StackError),
+    /// The gRPC address could not be bound.
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The `/metrics` address could not be bound.
+    Metrics {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The reflection service could not read the descriptors.
+    Reflection(String),
+    /// The server failed while serving.
+    Transport(tonic::transport::Error),
+    /// A dependency (Redis, ...) stayed unreachable through every start-up attempt, or is
+    /// configured without the feature that talks to it.
+    Dependency {
+        /// What it is (`Redis`).
+        name: &'static str,
+        /// Where (host:port, never a password).
+        target: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        error: String,
+    },
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Stack(e) => write!(f, "the layer stack cannot be built: {e}"),
+            Self::Bind { addr, source } => {
+                write!(f, "cannot listen on {addr} (GRPC_ADDR): {source}")
+            }
+            Self::Metrics { addr, source } => {
+                write!(
+                    f,
+                    "cannot serve /metrics on {addr} (METRICS_ADDR): {source}"
+                )
+            }
+            Self::Reflection(e) => write!(f, "the reflection service cannot start: {e}"),
+            Self::Transport(e) => write!(f, "the gRPC server failed: {e}"),
+            Self::Dependency {
+                name,
+                target,
+                attempts,
+                error,
+            } => write!(
+                f,
+                "{name} at {target} is unreachable after {attempts} attempt(s): {error}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Stack(e) => Some(e),
+            Self::Bind { source, .. } | Self::Metrics { source, .. } => Some(source),
+            Self::Transport(e) => Some(e),
+            Self::Reflection(_) | Self::Dependency { .. } => None,
+        }
+    }
+}
+
+/// Logging as configured (`LOG_FORMAT`, `LOG_DIR`, `LOG_LEVEL`); keep the guard until exit.
+pub fn init_logging(config: &BlueprintConfig) -> Result<TelemetryGuard, telemetry::TelemetryError> {
+    telemetry::init(&telemetry_config(config))
+}
+
+/// The [`TelemetryConfig`] of `config`.
+pub fn telemetry_config(config: &BlueprintConfig) -> TelemetryConfig {
+    let mut telemetry = TelemetryConfig {
+        filter: config.logging.level.clone(),
+        format: config.logging.format.parse().unwrap_or(LogFormat::Pretty),
+        file: None,
+    };
+    if let Some(dir) = config.logging.dir() {
+        let mut file = FileOutput::new(dir);
+        file.file_name = format!("{}.log", config.service.name);
+        telemetry.file = Some(file);
+    }
+    telemetry
+}
+
+/// The service's server: see the [module docs](self).
+pub struct Server {
+    config: BlueprintConfig,
+    descriptors: Vec<Vec<u8>>,
+    stack: Option<PresetStack>,
+    hooks: Vec<Hook>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("grpc_addr", &self.config.server.grpc_addr)
+            .field("stack", &self.stack)
+            .field("hooks", &self.hooks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server configured by `config`.
+    pub fn new(config: BlueprintConfig) -> Self {
+        Self {
+            config,
+            descriptors: Vec::new(),
+            stack: None,
+            hooks: Vec::new(),
+        }
+    }
+
+    /// The encoded file descriptor set of your services (extension options kept): method
+    /// kinds, validation rules, cached methods, reflection and health names come from it.
+    /// Call it once per set.
+    pub fn descriptors(mut self, file_descriptor_set: &[u8]) -> Self {
+        self.descriptors.push(file_descriptor_set.to_vec());
+        self
+    }
+
+    /// Serves behind `stack` instead of [`PresetStack::from_config`].
+    pub fn stack(mut self, stack: PresetStack) -> Self {
+        self.stack = Some(stack);
+        self
+    }
+
+    /// Runs `hook` after the last in-flight call ended (drain NATS, close the pool, ...).
+    /// Hooks run in the order they were added.
+    pub fn on_shutdown(mut self, hook: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.hooks.push(Box::pin(hook));
+        self
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
+    pub async fn run(self, routes: Routes) -> Result<(), ServeError> {
+        let running = self.start(routes).await?;
+        tracing::info!(grpc.addr = %running.addr, "serving");
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received; finishing in-flight calls");
+        running.shutdown().await
+    }
+
+    /// Binds and serves in the background; [`Running::shutdown`] stops it gracefully.
+    pub async fn start(self, routes: Routes) -> Result<Running, ServeError> {
+        let Server {
+            config,
+            descriptors,
+            stack,
+            hooks,
+        } = self;
+        let merged = merge_descriptor_sets(&descriptors);
+        let stack = match stack {
+            Some(stack) => stack,
+            None => {
+                let stack =
+                    PresetStack::from_config(&config, &merged).map_err(ServeError::Stack)?;
+                with_redis(stack, &config).await?
+            }
+        };
+
+        let metrics_addr = match config.metrics.socket_addr() {
+            Some(addr) => Some(start_metrics(addr).await?),
+            None => None,
+        };
+
+        let (reporter, health) = tonic_health::server::health_reporter();
+        let names = service_names(&merged);
+        reporter
+            .set_service_status("", ServingStatus::Serving)
+            .await;
+        for name in &names {
+            reporter
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
+        }
+        let mut reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        for set in &descriptors {
+            reflection = reflection.register_encoded_file_descriptor_set(set);
+        }
+        let reflection = reflection
+            .build_v1()
+            .map_err(|e| ServeError::Reflection(e.to_string()))?;
+
+        let listener = tokio::net::TcpListener::bind(config.server.grpc_addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: config.server.grpc_addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: config.server.grpc_addr,
+            source,
+        })?;
+        let incoming = tokio_stream_incoming(listener);
+
+        let (stop, stopped) = oneshot::channel::<()>();
+        let router = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(
+                config.server.keepalive_interval_seconds.max(1),
+            )))
+            .http2_keepalive_timeout(Some(Duration::from_secs(
+                config.server.keepalive_timeout_seconds.max(1),
+            )))
+            .layer(stack)
+            .add_routes(routes.add_service(health).add_service(reflection));
+        let serving = tokio::spawn(async move {
+            router
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .map_err(ServeError::Transport)
+        });
+        Ok(Running {
+            addr,
+            metrics_addr,
+            stop,
+            serving,
+            reporter,
+            names,
+            grace: config.server.shutdown_grace(),
+            hooks,
+        })
+    }
+}
+
+/// A server running in the background.
+pub struct Running {
+    addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    stop: oneshot::Sender<()>,
+    serving: JoinHandle<Result<(), ServeError>>,
+    reporter: HealthReporter,
+    names: Vec<String>,
+    grace: Duration,
+    hooks: Vec<Hook>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("addr", &self.addr)
+            .field("metrics_addr", &self.metrics_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Running {
+    /// Where the gRPC server listens (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Where `/metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The graceful shutdown: every service NOT_SERVING, no new connections, in-flight calls
+    /// finish within the grace period (then they are cut), then the hooks run.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        self.reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        for name in &self.names {
+            self.reporter
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+        let _ = self.stop.send(());
+        let mut serving = self.serving;
+        let result = match tokio::time::timeout(self.grace, &mut serving).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => {
+                tracing::error!(error = %join, "the server task ended abnormally");
+                Ok(())
+            }
+            Err(_) => {
+                tracing::warn!(grace = ?self.grace, "in-flight calls outlived the grace period; cutting them");
+                serving.abort();
+                Ok(())
+            }
+        };
+        for hook in self.hooks {
+            hook.await;
+        }
+        tracing::info!("shut down");
+        result
+    }
+}
+
+/// The preset's cache and rate limiter on Redis when `REDIS_URL` is set.
+#[cfg(feature = "redis")]
+async fn with_redis(
+    stack: PresetStack,
+    config: &BlueprintConfig,
+) -> Result<PresetStack, ServeError> {
+    match config.redis.get() {
+        Some(url) => {
+            let client = redis::connect_redis(url, 5).await?;
+            Ok(redis::on_redis(stack, config, client))
+        }
+        None => Ok(stack),
+    }
+}
+
+/// Without the `redis` feature, a configured `REDIS_URL` is an error, not silently ignored.
+#[cfg(not(feature = "redis"))]
+async fn with_redis(
+    stack: PresetStack,
+    config: &BlueprintConfig,
+) -> Result<PresetStack, ServeError> {
+    match config.redis.get() {
+        Some(_) => Err(ServeError::Dependency {
+            name: "Redis",
+            target: "REDIS_URL".to_owned(),
+            attempts: 0,
+            error: "this build has no `redis` feature".to_owned(),
+        }),
+        None => Ok(stack),
+    }
+}
+
+async fn start_metrics(addr: SocketAddr) -> Result<SocketAddr, ServeError> {
+    // One global recorder per process: a second server in the same process reuses it.
+    static HANDLE: std::sync::OnceLock<Option<crate::metrics::exporter::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    let handle = HANDLE.get_or_init(|| match crate::metrics::exporter::install() {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::warn!(error = %e, "a metrics recorder is already installed; /metrics serves an empty registry");
+            None
+        }
+    });
+    let handle = handle
+        .clone()
+        .unwrap_or_else(|| crate::metrics::exporter::recorder().handle());
+    let (bound, _task) = crate::metrics::exporter::spawn_server(addr, handle)
+        .await
+        .map_err(|source| ServeError::Metrics { addr, source })?;
+    Ok(bound)
+}
+
+/// Waits for SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The services named in the descriptor sets (`pkg.Service`), for health.
+fn service_names(merged: &[u8]) -> Vec<String> {
+    use prost::Message;
+    prost_types::FileDescriptorSet::decode(merged)
+        .map(|set| {
+            set.file
+                .iter()
+                .flat_map(|file| {
+                    let package = file.package().to_owned();
+                    file.service.iter().map(move |s| {
+                        if package.is_empty() {
+                            s.name().to_owned()
+                        } else {
+                            format!("{package}.{}", s.name())
+                        }
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One encoded set holding the files of all `sets` (an encoded `FileDescriptorSet` is a
+/// repeated field, so concatenation is a valid merge and keeps every option byte).
+fn merge_descriptor_sets(sets: &[Vec<u8>]) -> Vec<u8> {
+    sets.concat()
+}
+
+fn tokio_stream_incoming(
+    listener: tokio::net::TcpListener,
+) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}

@@ -1,0 +1,84 @@
+//! Redis at start-up (feature `redis`): connected with bounded retries, then shared by the
+//! cache (two-tier: moka in front of Redis) and the rate limiter (one quota across replicas).
+
+use super::ServeError;
+use super::preset::PresetStack;
+use crate::cache::{MokaStore, RedisStore, TwoTierStore};
+use crate::config::BlueprintConfig;
+use crate::rate_limit::redis::RedisBackend;
+use fred::prelude::*;
+use std::time::Duration;
+
+/// Local copies of shared cache entries live at most this long on a replica: the bound on
+/// how stale a replica can be without a NATS broadcast.
+pub const LOCAL_TIER_TTL: Duration = Duration::from_secs(5);
+
+/// Connects to `url`, trying `attempts` times with exponential backoff from 200 ms.
+pub async fn connect_redis(url: &str, attempts: u32) -> Result<Client, ServeError> {
+    let target = redact(url);
+    let config = Config::from_url(url).map_err(|e| ServeError::Dependency {
+        name: "Redis",
+        target: target.clone(),
+        attempts: 0,
+        error: e.to_string(),
+    })?;
+    let mut delay = Duration::from_millis(200);
+    let mut last = String::new();
+    for attempt in 1..=attempts.max(1) {
+        let client = Builder::from_config(config.clone())
+            .with_connection_config(|c| c.connection_timeout = Duration::from_secs(2))
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+            .build()
+            .map_err(|e| ServeError::Dependency {
+                name: "Redis",
+                target: target.clone(),
+                attempts: attempt,
+                error: e.to_string(),
+            })?;
+        match client.init().await {
+            Ok(_) => return Ok(client),
+            Err(e) => {
+                last = e.to_string();
+                tracing::warn!(redis = %target, attempt, error = %e, "Redis is not reachable yet");
+                let _ = client.quit().await;
+                if attempt < attempts {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+    Err(ServeError::Dependency {
+        name: "Redis",
+        target,
+        attempts: attempts.max(1),
+        error: last,
+    })
+}
+
+/// The stack with its cache and rate limiter on Redis.
+pub(super) fn on_redis(
+    mut stack: PresetStack,
+    config: &BlueprintConfig,
+    client: Client,
+) -> PresetStack {
+    let service = &config.service.name;
+    stack.cache = stack.cache.map(|cache| {
+        cache.store(TwoTierStore::new(
+            MokaStore::new(config.cache.max_bytes),
+            RedisStore::new(client.clone(), format!("{service}:cache:")),
+            LOCAL_TIER_TTL,
+        ))
+    });
+    stack.rate_limit = stack
+        .rate_limit
+        .map(|limit| limit.redis(RedisBackend::new(client, format!("{service}:ratelimit:"))));
+    stack
+}
+
+/// `redis://user:secret@host:6379/0` as `host:6379`: never log a password.
+fn redact(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    host.split('/').next().unwrap_or(host).to_owned()
+}

@@ -1,0 +1,528 @@
+//! The events helper on JetStream: redelivery with backoff then ack, the dead-letter subject,
+//! de-duplication on `Nats-Msg-Id`, and no acknowledged message lost when a NATS server of
+//! the test's own is killed and restarted mid-publish (the shared server is never stopped).
+#![cfg(feature = "events")]
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio::time::timeout;
+use tonic_blueprint::core::RequestId;
+use tonic_blueprint::events::async_nats::jetstream;
+use tonic_blueprint::events::{
+    ConsumerOptions, Delivery, EventContext, Events, NatsConfig, StreamConfig, Subject, counters,
+    headers,
+};
+use tonic_blueprint_testkit::{OwnNats, free_port};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct PaymentCreated {
+    id: String,
+    cents: u64,
+}
+
+fn payment(id: &str) -> PaymentCreated {
+    PaymentCreated {
+        id: id.to_owned(),
+        cents: 990,
+    }
+}
+
+/// A unique service token and stream name for one test: `t<pid>x<nanos>x<n>`.
+fn unique() -> (String, String) {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let token = format!(
+        "t{}x{nanos}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let stream = token.to_uppercase();
+    (token, stream)
+}
+
+/// A connection to the shared server with a stream `<STREAM>` on `<service>.>` (the
+/// dead-letter subjects included).
+async fn shared_with_stream() -> (Events, Subject, String) {
+    let (service, stream) = unique();
+    let mut config = NatsConfig::default();
+    config
+        .streams
+        .push(StreamConfig::new(&stream, [format!("{service}.>")]));
+    let events = Events::connect(&config)
+        .await
+        .expect("the shared NATS with JetStream on 127.0.0.1:4222 (scripts/services.sh)");
+    let subject = Subject::new(&service, "payment", "created").expect("subject");
+    (events, subject, stream)
+}
+
+async fn delete_stream(events: &Events, stream: &str) {
+    let _ = events
+        .jetstream()
+        .expect("jetstream")
+        .delete_stream(stream)
+        .await;
+}
+
+fn options(max_attempts: u32) -> ConsumerOptions {
+    ConsumerOptions {
+        max_attempts,
+        backoff_initial_ms: 50,
+        backoff_max_ms: 1_000,
+        ack_wait_ms: 1_000,
+        ..ConsumerOptions::default()
+    }
+}
+
+/// Waits until the consumer has nothing pending or unacknowledged and its ack floor is at
+/// `sequence`.
+async fn wait_settled(
+    events: &Events,
+    stream: &str,
+    durable: &str,
+    sequence: u64,
+) -> jetstream::consumer::Info {
+    let stream = events
+        .jetstream()
+        .expect("jetstream")
+        .get_stream(stream)
+        .await
+        .expect("stream");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let info = stream.consumer_info(durable).await.expect("consumer info");
+        if info.num_ack_pending == 0
+            && info.num_pending == 0
+            && info.ack_floor.stream_sequence >= sequence
+        {
+            return info;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "consumer never settled: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// --- counters: a recorder of this test process, read by (name, subject) ---
+
+type CounterMap = Mutex<HashMap<(String, String), Arc<AtomicU64>>>;
+
+struct TestRecorder(&'static CounterMap);
+
+impl metrics::Recorder for TestRecorder {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let subject = key
+            .labels()
+            .find(|l| l.key() == counters::LABEL_SUBJECT)
+            .map(|l| l.value().to_owned())
+            .unwrap_or_default();
+        let cell = self
+            .0
+            .lock()
+            .expect("counters")
+            .entry((key.name().to_owned(), subject))
+            .or_default()
+            .clone();
+        metrics::Counter::from_arc(cell)
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+fn counter(name: &str, subject: &str) -> u64 {
+    static COUNTERS: OnceLock<&'static CounterMap> = OnceLock::new();
+    let map = COUNTERS.get_or_init(|| {
+        let map: &'static CounterMap = Box::leak(Box::default());
+        metrics::set_global_recorder(TestRecorder(map)).expect("one recorder per test binary");
+        map
+    });
+    map.lock()
+        .expect("counters")
+        .get(&(name.to_owned(), subject.to_owned()))
+        .map_or(0, |c| c.load(Ordering::Relaxed))
+}
+
+// --- at least once ---
+
+#[tokio::test]
+async fn a_message_that_fails_twice_is_delivered_three_times_then_acked_for_good() {
+    counter("", "");
+    let (events, subject, stream) = shared_with_stream().await;
+    let mut dead_letters = events
+        .client()
+        .subscribe(subject.dead_letter())
+        .await
+        .unwrap();
+    events.client().flush().await.unwrap();
+    let (tx, mut deliveries) = mpsc::unbounded_channel();
+    let consumer = events
+        .consume_with(
+            &stream,
+            "ledger",
+            &subject,
+            &options(5),
+            move |d: Delivery<PaymentCreated>| {
+                let tx = tx.clone();
+                async move {
+                    let attempt = d.attempt;
+                    tx.send((d, Instant::now())).unwrap();
+                    if attempt < 3 {
+                        Err(format!("ledger busy (attempt {attempt})"))
+                    } else {
+                        Ok(())
+                    }
+                }
+            },
+        )
+        .await
+        .unwrap();
+
+    let mut request = tonic::Request::new(());
+    request
+        .extensions_mut()
+        .insert(RequestId::from_static("req-js-1"));
+    let published = events
+        .publish_jetstream(
+            &subject,
+            &payment("p-1"),
+            &EventContext::from_request(&request),
+        )
+        .await
+        .unwrap();
+    assert_eq!(published.stream.as_deref(), Some(stream.as_str()));
+    let sequence = published.sequence.unwrap();
+    assert!(!published.duplicate);
+
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(timeout(WAIT, deliveries.recv()).await.unwrap().unwrap());
+    }
+    assert_eq!(
+        seen.iter().map(|(d, _)| d.attempt).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    for (d, _) in &seen {
+        assert_eq!(d.event, payment("p-1"));
+        assert_eq!(d.stream_sequence, Some(sequence));
+        assert_eq!(
+            d.request_id.as_ref().map(RequestId::as_str),
+            Some("req-js-1")
+        );
+        assert_eq!(d.message_id.as_deref(), Some(published.message_id.as_str()));
+    }
+    // Nak delays: 50 ms, then 100 ms.
+    assert!(seen[1].1 - seen[0].1 >= Duration::from_millis(50));
+    assert!(seen[2].1 - seen[1].1 >= Duration::from_millis(100));
+
+    let info = wait_settled(&events, &stream, "ledger", sequence).await;
+    assert_eq!(info.num_redelivered, 0);
+    assert_eq!(info.delivered.stream_sequence, sequence);
+    // Acked: nothing comes back, even after ack_wait (1 s) has passed.
+    assert!(
+        timeout(Duration::from_millis(2_000), deliveries.recv())
+            .await
+            .is_err(),
+        "redelivered after the ack"
+    );
+    consumer.stop().await;
+    assert_eq!(counter(counters::DELIVERED, subject.as_str()), 3);
+    assert_eq!(counter(counters::FAILED, subject.as_str()), 2);
+    assert_eq!(counter(counters::DEAD_LETTERED, subject.as_str()), 0);
+    assert_eq!(counter(counters::PUBLISHED, subject.as_str()), 1);
+    events.client().flush().await.unwrap();
+    assert!(
+        futures_util::FutureExt::now_or_never(futures_util::StreamExt::next(&mut dead_letters))
+            .is_none(),
+        "dead-lettered although it succeeded"
+    );
+    delete_stream(&events, &stream).await;
+    events.drain().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_that_always_fails_is_dead_lettered_and_terminated() {
+    counter("", "");
+    let (events, subject, stream) = shared_with_stream().await;
+    let dead_letter = subject.dead_letter();
+    let mut dead_letters = events
+        .client()
+        .subscribe(dead_letter.clone())
+        .await
+        .unwrap();
+    events.client().flush().await.unwrap();
+    let (tx, mut attempts) = mpsc::unbounded_channel();
+    let consumer = events
+        .consume_with(
+            &stream,
+            "ledger",
+            &subject,
+            &options(3),
+            move |d: Delivery<PaymentCreated>| {
+                let tx = tx.clone();
+                async move {
+                    tx.send(d.attempt).unwrap();
+                    Err::<(), _>("account frozen")
+                }
+            },
+        )
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(());
+    request
+        .extensions_mut()
+        .insert(RequestId::from_static("req-js-2"));
+    let published = events
+        .publish_jetstream(
+            &subject,
+            &payment("p-2"),
+            &EventContext::from_request(&request),
+        )
+        .await
+        .unwrap();
+    let sequence = published.sequence.unwrap();
+
+    let dead = timeout(WAIT, futures_util::StreamExt::next(&mut dead_letters))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut seen = Vec::new();
+    while let Ok(n) = attempts.try_recv() {
+        seen.push(n);
+    }
+    assert_eq!(seen, [1, 2, 3]);
+    assert_eq!(
+        serde_json::from_slice::<PaymentCreated>(&dead.payload).unwrap(),
+        payment("p-2")
+    );
+    let h = dead.headers.as_ref().unwrap();
+    let get = |name: &str| h.get(name).map(|v| v.as_str().to_owned());
+    assert_eq!(get(headers::DEAD_LETTER_ATTEMPTS).as_deref(), Some("3"));
+    assert_eq!(
+        get(headers::DEAD_LETTER_ERROR).as_deref(),
+        Some("account frozen")
+    );
+    assert_eq!(
+        get(headers::DEAD_LETTER_SUBJECT).as_deref(),
+        Some(subject.as_str())
+    );
+    assert_eq!(get(headers::REQUEST_ID).as_deref(), Some("req-js-2"));
+
+    // The stream holds the dead-letter subject: the dead letter is stored too.
+    let js_stream = events
+        .jetstream()
+        .unwrap()
+        .get_stream(&stream)
+        .await
+        .unwrap();
+    let stored = js_stream
+        .get_last_raw_message_by_subject(&dead_letter)
+        .await
+        .unwrap();
+    assert_eq!(stored.payload, dead.payload);
+    assert_eq!(
+        stored
+            .headers
+            .get(headers::DEAD_LETTER_ATTEMPTS)
+            .map(|v| v.as_str()),
+        Some("3")
+    );
+
+    // Terminated: settled, and never delivered again.
+    wait_settled(&events, &stream, "ledger", sequence).await;
+    assert!(
+        timeout(Duration::from_millis(2_000), attempts.recv())
+            .await
+            .is_err(),
+        "delivered again after the dead letter"
+    );
+    consumer.stop().await;
+    assert_eq!(counter(counters::DELIVERED, subject.as_str()), 3);
+    assert_eq!(counter(counters::FAILED, subject.as_str()), 3);
+    assert_eq!(counter(counters::DEAD_LETTERED, subject.as_str()), 1);
+    delete_stream(&events, &stream).await;
+    events.drain().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_retried_publish_with_the_same_message_id_is_stored_once() {
+    let (events, subject, stream) = shared_with_stream().await;
+    let ctx = EventContext::new().with_message_id("order-42");
+    let first = events
+        .publish_jetstream(&subject, &payment("p-3"), &ctx)
+        .await
+        .unwrap();
+    let again = events
+        .publish_jetstream(&subject, &payment("p-3"), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(first.message_id, "order-42");
+    assert!(!first.duplicate);
+    assert!(again.duplicate);
+    assert_eq!(again.sequence, first.sequence);
+    let mut js_stream = events
+        .jetstream()
+        .unwrap()
+        .get_stream(&stream)
+        .await
+        .unwrap();
+    assert_eq!(js_stream.info().await.unwrap().state.messages, 1);
+    delete_stream(&events, &stream).await;
+    events.drain().await.unwrap();
+}
+
+// --- a server restart while publishing ---
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Numbered {
+    n: u32,
+}
+
+const TOTAL: u32 = 200;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_message_is_lost_when_the_server_restarts_mid_publish() {
+    let store = tempfile::tempdir().unwrap();
+    let mut server = OwnNats::start(free_port(), store.path());
+    let (service, stream) = unique();
+    let subject = Subject::new(&service, "tick", "counted").unwrap();
+    let mut config = NatsConfig::with_url(server.url());
+    config.publish_timeout_ms = 500;
+    config.publish_attempts = 2;
+    config.publish_backoff_ms = 50;
+    config
+        .streams
+        .push(StreamConfig::new(&stream, [format!("{service}.>")]));
+    let events = Events::connect(&config).await.unwrap();
+
+    // (acknowledged so far, failed publishes so far)
+    let (progress_tx, mut progress) = watch::channel((0u32, 0u32));
+    let publisher = tokio::spawn({
+        let (events, subject, service) = (events.clone(), subject.clone(), service.clone());
+        async move {
+            let mut duplicates = 0;
+            for n in 0..TOTAL {
+                // One id per message: a retry after a lost ack is stored once.
+                let ctx = EventContext::new().with_message_id(format!("{service}-{n}"));
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    match events
+                        .publish_jetstream(&subject, &Numbered { n }, &ctx)
+                        .await
+                    {
+                        Ok(published) => {
+                            duplicates += u32::from(published.duplicate);
+                            break;
+                        }
+                        Err(e) => {
+                            progress_tx.send_modify(|p| p.1 += 1);
+                            assert!(
+                                Instant::now() < deadline,
+                                "message {n} never acknowledged: {e}"
+                            );
+                            // Retry backoff, not synchronisation.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                progress_tx.send_modify(|p| p.0 = n + 1);
+            }
+            duplicates
+        }
+    });
+
+    timeout(WAIT, progress.wait_for(|p| p.0 >= TOTAL / 2))
+        .await
+        .unwrap()
+        .unwrap();
+    server.kill();
+    // Publishing goes on against the dead server until a publish fails.
+    timeout(WAIT, progress.wait_for(|p| p.1 >= 1))
+        .await
+        .unwrap()
+        .unwrap();
+    let acked_while_down = progress.borrow().0;
+    assert!(
+        acked_while_down < TOTAL,
+        "all published before the kill took effect"
+    );
+    server.restart();
+    let duplicates = timeout(Duration::from_secs(90), publisher)
+        .await
+        .expect("publishing finished after the restart")
+        .unwrap();
+    let failures = progress.borrow().1;
+    assert!(failures >= 1);
+
+    // Every message is in the stream after the restart.
+    let (tx, mut received) = mpsc::unbounded_channel();
+    let consumer = events
+        .consume(&stream, "reader", &subject, move |d: Delivery<Numbered>| {
+            let tx = tx.clone();
+            async move {
+                tx.send(d.event.n).unwrap();
+                Ok::<(), String>(())
+            }
+        })
+        .await
+        .unwrap();
+    let mut ids = BTreeSet::new();
+    let mut deliveries = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ids.len() < TOTAL as usize {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match timeout(left, received.recv()).await {
+            Ok(Some(n)) => {
+                deliveries += 1;
+                ids.insert(n);
+            }
+            _ => break,
+        }
+    }
+    let missing: Vec<u32> = (0..TOTAL).filter(|n| !ids.contains(n)).collect();
+    assert!(missing.is_empty(), "lost across the restart: {missing:?}");
+    eprintln!(
+        "{TOTAL} messages: {failures} failed publishes while down, {duplicates} duplicate acks, \
+         {deliveries} deliveries"
+    );
+    consumer.stop().await;
+    events.drain().await.unwrap();
+}
