@@ -43,13 +43,11 @@ fn caller(
     }
 }
 
-fn preset(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let _logs = {
+/// Info-level JSON logs through the non-blocking writer into a sink, once per process.
+fn logs() {
+    static GUARD: std::sync::OnceLock<tracing_appender::non_blocking::WorkerGuard> =
+        std::sync::OnceLock::new();
+    GUARD.get_or_init(|| {
         let (writer, guard) = tracing_appender::non_blocking(std::io::sink());
         tracing_subscriber::fmt()
             .json()
@@ -59,7 +57,16 @@ fn preset(c: &mut Criterion) {
             .with_writer(writer)
             .init();
         guard
-    };
+    });
+}
+
+fn preset(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    logs();
     let config = Loader::from_pairs([
         ("GRPC_ADDR", "127.0.0.1:0"),
         ("METRICS_ADDR", "127.0.0.1:0"),
@@ -120,5 +127,70 @@ fn preset(c: &mut Criterion) {
     rt.block_on(async { kit.shutdown().await.expect("shutdown") });
 }
 
-criterion_group!(benches, preset);
+/// The preset in process, whole and with each layer removed, against the bare service: where
+/// the per-call cost goes (no network).
+fn in_process(c: &mut Criterion) {
+    use tonic_blueprint::server::PresetStack;
+    use tonic_blueprint_testkit::{CREATE, grpc_http_request};
+    use tower::{Layer, Service, ServiceExt};
+
+    async fn call<S>(svc: &S)
+    where
+        S: Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>>
+            + Clone,
+        S::Error: std::fmt::Debug,
+    {
+        use http_body_util::BodyExt;
+        let request = grpc_http_request(CREATE, &CreateRequest::valid());
+        let response = svc.clone().oneshot(request).await.expect("call");
+        let _ = response.into_body().collect().await.expect("body");
+    }
+
+    logs();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let config = Loader::from_pairs([("RATE_LIMIT_PER_MINUTE", "4000000000")])
+        .load()
+        .expect("config");
+    let full = PresetStack::from_config(&config, VALIDATED_DESCRIPTOR_SET).expect("stack");
+    let mut group = c.benchmark_group("preset_in_process");
+    let bare = routes();
+    group.bench_function("bare", |b| b.to_async(&rt).iter(|| call(&bare)));
+    let mut variants: Vec<(&str, PresetStack)> = vec![("all_seven", full.clone())];
+    for name in [
+        "logging",
+        "metrics",
+        "panic_recovery",
+        "timeout",
+        "rate_limit",
+        "validation",
+        "cache",
+    ] {
+        let mut stack = full.clone();
+        match name {
+            "logging" => stack.logging = None,
+            "metrics" => stack.metrics = None,
+            "panic_recovery" => stack.panic_recovery = None,
+            "timeout" => stack.timeout = None,
+            "rate_limit" => stack.rate_limit = None,
+            "validation" => stack.validation = None,
+            _ => stack.cache = None,
+        }
+        variants.push((name, stack));
+    }
+    for (name, stack) in variants {
+        let svc = stack.layer(routes());
+        let label = if name == "all_seven" {
+            name.to_owned()
+        } else {
+            format!("without_{name}")
+        };
+        group.bench_function(label, |b| b.to_async(&rt).iter(|| call(&svc)));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, in_process, preset);
 criterion_main!(benches);

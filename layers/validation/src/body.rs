@@ -27,7 +27,7 @@ pin_project! {
         #[pin]
         inner: B,
         buffer: BytesMut,
-        rules: MethodRules,
+        rules: Arc<MethodRules>,
         shared: Arc<Shared>,
         encoding: Encoding,
         lang: Lang,
@@ -41,7 +41,7 @@ impl<B> ValidatingBody<B> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         inner: B,
-        rules: MethodRules,
+        rules: Arc<MethodRules>,
         shared: Arc<Shared>,
         encoding: Encoding,
         lang: Lang,

@@ -44,7 +44,7 @@ impl BuildError {
 
 #[derive(Clone)]
 pub(crate) struct Shared {
-    pub(crate) methods: HashMap<String, MethodRules>,
+    pub(crate) methods: HashMap<String, Arc<MethodRules>>,
     pub(crate) validator: Arc<Validator>,
     pub(crate) max_message_bytes: usize,
     pub(crate) metadata: MethodPolicy<Arc<[MetadataRule]>>,
@@ -121,12 +121,12 @@ impl RequestValidationLayer {
                 }
                 methods.insert(
                     format!("/{}/{}", service.full_name(), method.name()),
-                    MethodRules {
+                    Arc::new(MethodRules {
                         input,
                         client_streaming: method.is_client_streaming(),
                         annotated,
                         custom: Vec::new(),
-                    },
+                    }),
                 );
             }
         }
@@ -154,7 +154,7 @@ impl RequestValidationLayer {
             .methods
             .get_mut(&path)
             .ok_or_else(|| BuildError::one(format!("no method {method:?} in the descriptors")))?;
-        rules.custom.push(Arc::new(rule));
+        Arc::make_mut(rules).custom.push(Arc::new(rule));
         Ok(self)
     }
 
