@@ -2,14 +2,14 @@
 //! `test`). Each test works in a schema of its own, dropped at the end.
 #![cfg(feature = "db")]
 
-use std::io::Write;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sqlx::Connection;
 use tonic_blueprint::core::{Deadline, DeadlineSource};
 use tonic_blueprint::db::{Backend, Database, DatabaseConfig, DbError, DbErrorKind, Query};
+use tonic_blueprint_testkit::Captured;
 
 const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const MIGRATIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/migrations");
@@ -441,38 +441,15 @@ async fn observe_bounds_and_counts_raw_sqlx_work() {
     assert_eq!(err.operation(), Some("raw_sleep"));
 }
 
-/// A writer collecting what the fmt subscriber prints.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .expect("log buffer lock")
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 /// Every event of this test binary, from a global subscriber installed once: a scoped one
 /// (`set_default`) races with other tests' threads over tracing's per-callsite interest cache.
 fn captured_logs() -> &'static Captured {
     static CAPTURED: OnceLock<Captured> = OnceLock::new();
     CAPTURED.get_or_init(|| {
         let captured = Captured::default();
+        let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
-            .with_writer(captured.clone())
+            .with_writer(move || writer.clone())
             .with_ansi(false)
             .with_max_level(tracing::Level::DEBUG)
             .finish();
@@ -508,7 +485,7 @@ async fn slow_and_failed_statements_are_logged_with_their_operation_not_their_sq
         .await
         .unwrap_err();
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     let logs: String = logs
         .lines()
         .filter(|l| {

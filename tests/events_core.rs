@@ -3,47 +3,32 @@
 //! drain.
 #![cfg(feature = "events")]
 
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+mod common;
+
+use common::events::{
+    PaymentCreated, assert_counters, assert_dead_letter, assert_no_message, assert_nothing_within,
+    context_with_request_id, counter, dead_letters, header, install_counters, next_message,
+    payment, received_now, recording, unique_token,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::timeout;
 use tonic_blueprint::core::RequestId;
+use tonic_blueprint::events::async_nats::Subscriber;
 use tonic_blueprint::events::{
-    ConsumerOptions, Delivery, EventContext, Events, EventsError, NatsConfig, Subject,
-    SubjectError, TokenProblem, counters, headers,
+    ConsumerHandle, ConsumerOptions, Delivery, EventContext, EventHandler, Events, EventsError,
+    NatsConfig, Published, Subject, SubjectError, TokenProblem, counters, headers,
 };
 use tonic_blueprint_testkit::free_port;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct PaymentCreated {
-    id: String,
-    cents: u64,
-}
-
-fn payment(id: &str) -> PaymentCreated {
-    PaymentCreated {
-        id: id.to_owned(),
-        cents: 1250,
-    }
-}
-
-/// A service token unique to this run and call: `t<pid>x<nanos>x<n>`.
-fn unique_service() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!(
-        "t{}x{nanos}x{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+/// `<unique service>.<entity>.<event>`.
+fn subject(entity: &str, event: &str) -> Subject {
+    Subject::new(&unique_token(), entity, event).expect("subject")
 }
 
 async fn shared() -> Events {
@@ -56,85 +41,40 @@ async fn shared() -> Events {
         .expect("the shared NATS on 127.0.0.1:4222 (scripts/services.sh starts it)")
 }
 
-fn fast_retries(max_attempts: u32) -> ConsumerOptions {
-    ConsumerOptions {
-        max_attempts,
+/// Publishes payment `id` on `subject` with an empty context.
+async fn publish(events: &Events, subject: &Subject, id: &str) -> Published {
+    events
+        .publish(subject, &payment(id), &EventContext::new())
+        .await
+        .expect("publish")
+}
+
+/// The shared connection (counters installed), a `refund.<event>` subject and a
+/// subscription to its dead-letter subject.
+async fn refund_subject(event: &str) -> (Events, Subject, Subscriber) {
+    install_counters();
+    let events = shared().await;
+    let subject = subject("refund", event);
+    let dead_letters = dead_letters(&events, &subject).await;
+    (events, subject, dead_letters)
+}
+
+/// A consumer of `subject` in queue group `refunds`: 3 attempts, backoff from 30 ms.
+async fn refunds(
+    events: &Events,
+    subject: &Subject,
+    handler: impl EventHandler<PaymentCreated>,
+) -> ConsumerHandle {
+    let options = ConsumerOptions {
+        max_attempts: 3,
         backoff_initial_ms: 30,
         backoff_max_ms: 1_000,
         ..ConsumerOptions::default()
-    }
-}
-
-// --- counters: a recorder of this test process, read by (name, subject) ---
-
-type CounterMap = Mutex<HashMap<(String, String), Arc<AtomicU64>>>;
-
-struct TestRecorder(&'static CounterMap);
-
-impl metrics::Recorder for TestRecorder {
-    fn describe_counter(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_gauge(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_histogram(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        let subject = key
-            .labels()
-            .find(|l| l.key() == counters::LABEL_SUBJECT)
-            .map(|l| l.value().to_owned())
-            .unwrap_or_default();
-        let cell = self
-            .0
-            .lock()
-            .expect("counters")
-            .entry((key.name().to_owned(), subject))
-            .or_default()
-            .clone();
-        metrics::Counter::from_arc(cell)
-    }
-    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        metrics::Gauge::noop()
-    }
-    fn register_histogram(
-        &self,
-        _: &metrics::Key,
-        _: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
-        metrics::Histogram::noop()
-    }
-}
-
-fn counter(name: &str, subject: &str) -> u64 {
-    static COUNTERS: OnceLock<&'static CounterMap> = OnceLock::new();
-    let map = COUNTERS.get_or_init(|| {
-        let map: &'static CounterMap = Box::leak(Box::default());
-        metrics::set_global_recorder(TestRecorder(map)).expect("one recorder per test binary");
-        map
-    });
-    map.lock()
-        .expect("counters")
-        .get(&(name.to_owned(), subject.to_owned()))
-        .map_or(0, |c| c.load(Ordering::Relaxed))
-}
-
-fn install_counters() {
-    counter("", "");
+    };
+    events
+        .subscribe_queue_with(subject, "refunds", &options, handler)
+        .await
+        .expect("subscribe")
 }
 
 // --- subjects ---
@@ -279,7 +219,7 @@ async fn connect_failure_names_the_server_and_hides_credentials() {
 #[tokio::test]
 async fn the_request_id_of_the_rpc_arrives_in_the_consumer_headers() {
     let events = shared().await;
-    let subject = Subject::new(&unique_service(), "payment", "created").unwrap();
+    let subject = subject("payment", "created");
     let (tx, mut rx) = mpsc::unbounded_channel();
     events
         .subscribe_queue(&subject, "ledger", move |d: Delivery<PaymentCreated>| {
@@ -292,12 +232,7 @@ async fn the_request_id_of_the_rpc_arrives_in_the_consumer_headers() {
         .await
         .unwrap();
 
-    // As the RequestLogging layer leaves it in the request extensions.
-    let mut request = tonic::Request::new(());
-    request
-        .extensions_mut()
-        .insert(RequestId::from_static("req-events-7"));
-    let ctx = EventContext::from_request(&request);
+    let ctx = context_with_request_id("req-events-7");
     let published = events
         .publish(&subject, &payment("p-1"), &ctx)
         .await
@@ -354,7 +289,7 @@ async fn the_request_id_of_the_rpc_arrives_in_the_consumer_headers() {
 async fn a_queue_group_handles_each_message_once() {
     install_counters();
     let events = shared().await;
-    let subject = Subject::new(&unique_service(), "order", "placed").unwrap();
+    let subject = subject("order", "placed");
     let (tx, mut rx) = mpsc::unbounded_channel();
     for member in 0..2 {
         let tx = tx.clone();
@@ -374,10 +309,7 @@ async fn a_queue_group_handles_each_message_once() {
             .unwrap();
     }
     for i in 0..20 {
-        events
-            .publish(&subject, &payment(&format!("o-{i}")), &EventContext::new())
-            .await
-            .unwrap();
+        publish(&events, &subject, &format!("o-{i}")).await;
     }
     let mut seen = BTreeMap::new();
     for _ in 0..20 {
@@ -395,7 +327,7 @@ async fn a_queue_group_handles_each_message_once() {
 #[tokio::test]
 async fn the_concurrency_limit_bounds_handlers_in_flight() {
     let events = shared().await;
-    let subject = Subject::new(&unique_service(), "invoice", "issued").unwrap();
+    let subject = subject("invoice", "issued");
     let gate = Arc::new(Semaphore::new(0));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
@@ -426,21 +358,18 @@ async fn the_concurrency_limit_bounds_handlers_in_flight() {
         .await
         .unwrap();
     for i in 0..6 {
-        events
-            .publish(&subject, &payment(&format!("i-{i}")), &EventContext::new())
-            .await
-            .unwrap();
+        publish(&events, &subject, &format!("i-{i}")).await;
     }
     for _ in 0..2 {
         timeout(WAIT, started.recv()).await.unwrap().unwrap();
     }
     // Two handlers hold the gate: a third must not start.
-    assert!(
-        timeout(Duration::from_millis(300), started.recv())
-            .await
-            .is_err(),
-        "a third handler started while two were running"
-    );
+    assert_nothing_within(
+        &mut started,
+        Duration::from_millis(300),
+        "a third handler started while two were running",
+    )
+    .await;
     gate.add_permits(6);
     for _ in 0..6 {
         timeout(WAIT, done.recv()).await.unwrap().unwrap();
@@ -453,79 +382,42 @@ async fn the_concurrency_limit_bounds_handlers_in_flight() {
 
 #[tokio::test]
 async fn a_handler_that_always_fails_lands_the_message_on_the_dead_letter_subject() {
-    install_counters();
-    let events = shared().await;
-    let subject = Subject::new(&unique_service(), "refund", "requested").unwrap();
-    let mut dead_letters = events
-        .client()
-        .subscribe(subject.dead_letter())
-        .await
-        .unwrap();
-    events.client().flush().await.unwrap();
+    let (events, subject, mut dead_letters) = refund_subject("requested").await;
+    let (handler, mut attempts) =
+        recording(|d| Err(format!("card {} declined\nretry later", d.event.id)));
+    let consumer = refunds(&events, &subject, handler).await;
 
-    let (tx, mut attempts) = mpsc::unbounded_channel();
-    let consumer = events
-        .subscribe_queue_with(
-            &subject,
-            "refunds",
-            &fast_retries(3),
-            move |d: Delivery<PaymentCreated>| {
-                let tx = tx.clone();
-                async move {
-                    tx.send((d.attempt, Instant::now())).unwrap();
-                    Err::<(), _>(format!("card {} declined\nretry later", d.event.id))
-                }
-            },
-        )
-        .await
-        .unwrap();
-
-    let mut request = tonic::Request::new(());
-    request
-        .extensions_mut()
-        .insert(RequestId::from_static("req-refund-1"));
+    let ctx = context_with_request_id("req-refund-1");
     let published = events
-        .publish(
-            &subject,
-            &payment("r-1"),
-            &EventContext::from_request(&request),
-        )
+        .publish(&subject, &payment("r-1"), &ctx)
         .await
         .unwrap();
 
-    let dead = timeout(WAIT, futures_util::StreamExt::next(&mut dead_letters))
-        .await
-        .unwrap()
-        .unwrap();
+    let dead = next_message(&mut dead_letters, WAIT).await;
     // Every attempt ran before the dead letter was published.
-    let mut seen = Vec::new();
-    while let Ok(attempt) = attempts.try_recv() {
-        seen.push(attempt);
-    }
-    assert_eq!(seen.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [1, 2, 3]);
+    let seen = received_now(&mut attempts);
+    assert_eq!(
+        seen.iter().map(|(d, _)| d.attempt).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
     // Exponential backoff: 30 ms, then 60 ms.
     assert!(seen[1].1 - seen[0].1 >= Duration::from_millis(30));
     assert!(seen[2].1 - seen[1].1 >= Duration::from_millis(60));
 
-    assert_eq!(
-        serde_json::from_slice::<PaymentCreated>(&dead.payload).unwrap(),
-        payment("r-1")
-    );
-    let h = dead.headers.as_ref().expect("dead letter headers");
-    let get = |name: &str| h.get(name).map(|v| v.as_str().to_owned());
-    assert_eq!(get(headers::DEAD_LETTER_ATTEMPTS).as_deref(), Some("3"));
-    assert_eq!(
-        get(headers::DEAD_LETTER_ERROR).as_deref(),
-        Some("card r-1 declined retry later")
+    assert_dead_letter(
+        &dead,
+        &payment("r-1"),
+        &subject,
+        "3",
+        "card r-1 declined retry later",
+        "req-refund-1",
     );
     assert_eq!(
-        get(headers::DEAD_LETTER_SUBJECT).as_deref(),
-        Some(subject.as_str())
+        header(&dead, "Content-Type").as_deref(),
+        Some("application/json")
     );
-    assert_eq!(get(headers::REQUEST_ID).as_deref(), Some("req-refund-1"));
-    assert_eq!(get("Content-Type").as_deref(), Some("application/json"));
     assert_eq!(
-        get("Nats-Msg-Id"),
+        header(&dead, "Nats-Msg-Id"),
         Some(format!("{}-dlq", published.message_id))
     );
 
@@ -535,103 +427,73 @@ async fn a_handler_that_always_fails_lands_the_message_on_the_dead_letter_subjec
         attempts.try_recv().is_err(),
         "no attempt after the dead letter"
     );
-    assert_eq!(counter(counters::DELIVERED, subject.as_str()), 1);
-    assert_eq!(counter(counters::FAILED, subject.as_str()), 3);
-    assert_eq!(counter(counters::DEAD_LETTERED, subject.as_str()), 1);
-    events.drain().await.unwrap();
-}
-
-#[tokio::test]
-async fn a_handler_that_recovers_is_not_dead_lettered() {
-    install_counters();
-    let events = shared().await;
-    let subject = Subject::new(&unique_service(), "refund", "approved").unwrap();
-    let mut dead_letters = events
-        .client()
-        .subscribe(subject.dead_letter())
-        .await
-        .unwrap();
-    events.client().flush().await.unwrap();
-    let (tx, mut attempts) = mpsc::unbounded_channel();
-    let consumer = events
-        .subscribe_queue_with(
-            &subject,
-            "refunds",
-            &fast_retries(3),
-            move |d: Delivery<PaymentCreated>| {
-                let tx = tx.clone();
-                async move {
-                    tx.send(d.attempt).unwrap();
-                    if d.attempt == 1 {
-                        panic!("deliberate panic on the first attempt (this test expects it)");
-                    }
-                    Ok::<(), String>(())
-                }
-            },
-        )
-        .await
-        .unwrap();
-    events
-        .publish(&subject, &payment("r-2"), &EventContext::new())
-        .await
-        .unwrap();
-    assert_eq!(timeout(WAIT, attempts.recv()).await.unwrap(), Some(1));
-    assert_eq!(timeout(WAIT, attempts.recv()).await.unwrap(), Some(2));
-    consumer.stop().await;
-    assert!(attempts.try_recv().is_err());
-    assert_eq!(counter(counters::FAILED, subject.as_str()), 1, "the panic");
-    assert_eq!(counter(counters::DEAD_LETTERED, subject.as_str()), 0);
-    events.client().flush().await.unwrap();
-    assert!(
-        futures_util::FutureExt::now_or_never(futures_util::StreamExt::next(&mut dead_letters))
-            .is_none()
+    assert_counters(
+        &subject,
+        &[
+            (counters::DELIVERED, 1),
+            (counters::FAILED, 3),
+            (counters::DEAD_LETTERED, 1),
+        ],
     );
     events.drain().await.unwrap();
 }
 
 #[tokio::test]
+async fn a_handler_that_recovers_is_not_dead_lettered() {
+    let (events, subject, mut dead_letters) = refund_subject("approved").await;
+    let (handler, mut attempts) = recording(|d| {
+        if d.attempt == 1 {
+            panic!("deliberate panic on the first attempt (this test expects it)");
+        }
+        Ok::<(), String>(())
+    });
+    let consumer = refunds(&events, &subject, handler).await;
+    publish(&events, &subject, "r-2").await;
+    for expected in [1, 2] {
+        let (d, _) = timeout(WAIT, attempts.recv()).await.unwrap().unwrap();
+        assert_eq!(d.attempt, expected);
+    }
+    consumer.stop().await;
+    assert!(attempts.try_recv().is_err());
+    // The panic failed once.
+    assert_counters(
+        &subject,
+        &[(counters::FAILED, 1), (counters::DEAD_LETTERED, 0)],
+    );
+    assert_no_message(
+        &events,
+        &mut dead_letters,
+        "dead-lettered although it recovered",
+    )
+    .await;
+    events.drain().await.unwrap();
+}
+
+#[tokio::test]
 async fn an_undecodable_payload_goes_to_the_dead_letter_subject_without_retries() {
-    install_counters();
-    let events = shared().await;
-    let subject = Subject::new(&unique_service(), "refund", "garbled").unwrap();
-    let mut dead_letters = events
-        .client()
-        .subscribe(subject.dead_letter())
-        .await
-        .unwrap();
-    events.client().flush().await.unwrap();
+    let (events, subject, mut dead_letters) = refund_subject("garbled").await;
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
-    let consumer = events
-        .subscribe_queue_with(
-            &subject,
-            "refunds",
-            &fast_retries(3),
-            move |_: Delivery<PaymentCreated>| {
-                counted.fetch_add(1, Ordering::SeqCst);
-                async { Ok::<(), String>(()) }
-            },
-        )
-        .await
-        .unwrap();
+    let consumer = refunds(&events, &subject, move |_: Delivery<PaymentCreated>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<(), String>(()) }
+    })
+    .await;
     events
         .client()
         .publish(subject.to_string(), "not json".into())
         .await
         .unwrap();
-    let dead = timeout(WAIT, futures_util::StreamExt::next(&mut dead_letters))
-        .await
-        .unwrap()
-        .unwrap();
+    let dead = next_message(&mut dead_letters, WAIT).await;
     assert_eq!(&dead.payload[..], b"not json");
-    let h = dead.headers.unwrap();
-    assert_eq!(h.get(headers::DEAD_LETTER_ATTEMPTS).unwrap().as_str(), "1");
+    assert_eq!(
+        header(&dead, headers::DEAD_LETTER_ATTEMPTS).as_deref(),
+        Some("1")
+    );
+    let error = header(&dead, headers::DEAD_LETTER_ERROR).unwrap();
     assert!(
-        h.get(headers::DEAD_LETTER_ERROR)
-            .unwrap()
-            .as_str()
-            .starts_with("the payload is not a valid event: "),
-        "{h:?}"
+        error.starts_with("the payload is not a valid event: "),
+        "{error}"
     );
     consumer.stop().await;
     assert_eq!(calls.load(Ordering::SeqCst), 0);
@@ -644,7 +506,7 @@ async fn an_undecodable_payload_goes_to_the_dead_letter_subject_without_retries(
 #[tokio::test]
 async fn drain_lets_running_handlers_finish_then_closes() {
     let events = shared().await;
-    let subject = Subject::new(&unique_service(), "payout", "sent").unwrap();
+    let subject = subject("payout", "sent");
     let gate = Arc::new(Semaphore::new(0));
     let (started_tx, mut started) = mpsc::unbounded_channel();
     let finished = Arc::new(AtomicUsize::new(0));
@@ -664,10 +526,7 @@ async fn drain_lets_running_handlers_finish_then_closes() {
         .subscribe_queue(&subject, "payouts", handler)
         .await
         .unwrap();
-    events
-        .publish(&subject, &payment("x-1"), &EventContext::new())
-        .await
-        .unwrap();
+    publish(&events, &subject, "x-1").await;
     timeout(WAIT, started.recv()).await.unwrap().unwrap();
 
     let mut draining = tokio::spawn({
@@ -697,7 +556,7 @@ async fn drain_lets_running_handlers_finish_then_closes() {
 #[tokio::test]
 async fn jetstream_operations_need_jetstream_on() {
     let events = shared().await;
-    let subject = Subject::new(&unique_service(), "payment", "created").unwrap();
+    let subject = subject("payment", "created");
     let err = events
         .publish_jetstream(&subject, &payment("p"), &EventContext::new())
         .await

@@ -3,48 +3,31 @@
 //! the test's own is killed and restarted mid-publish (the shared server is never stopped).
 #![cfg(feature = "events")]
 
+mod common;
+
+use common::events::{
+    PaymentCreated, Recorded, assert_counters, assert_dead_letter, assert_no_message,
+    assert_nothing_within, context_with_request_id, dead_letters, install_counters, next_message,
+    payment, received_now, recording, unique_token,
+};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 use tonic_blueprint::core::RequestId;
-use tonic_blueprint::events::async_nats::jetstream;
+use tonic_blueprint::events::async_nats::{Subscriber, jetstream};
 use tonic_blueprint::events::{
-    ConsumerOptions, Delivery, EventContext, Events, NatsConfig, StreamConfig, Subject, counters,
-    headers,
+    ConsumerHandle, ConsumerOptions, Delivery, EventContext, EventHandler, Events, NatsConfig,
+    StreamConfig, Subject, counters, headers,
 };
 use tonic_blueprint_testkit::{OwnNats, free_port};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct PaymentCreated {
-    id: String,
-    cents: u64,
-}
-
-fn payment(id: &str) -> PaymentCreated {
-    PaymentCreated {
-        id: id.to_owned(),
-        cents: 990,
-    }
-}
-
 /// A unique service token and stream name for one test: `t<pid>x<nanos>x<n>`.
 fn unique() -> (String, String) {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let token = format!(
-        "t{}x{nanos}x{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
+    let token = unique_token();
     let stream = token.to_uppercase();
     (token, stream)
 }
@@ -64,6 +47,15 @@ async fn shared_with_stream() -> (Events, Subject, String) {
     (events, subject, stream)
 }
 
+/// [`shared_with_stream`] (counters installed) and a subscription to the dead-letter
+/// subject.
+async fn shared_with_dead_letters() -> (Events, Subject, String, Subscriber) {
+    install_counters();
+    let (events, subject, stream) = shared_with_stream().await;
+    let dead_letters = dead_letters(&events, &subject).await;
+    (events, subject, stream, dead_letters)
+}
+
 async fn delete_stream(events: &Events, stream: &str) {
     let _ = events
         .jetstream()
@@ -72,23 +64,37 @@ async fn delete_stream(events: &Events, stream: &str) {
         .await;
 }
 
-fn options(max_attempts: u32) -> ConsumerOptions {
-    ConsumerOptions {
+/// The durable consumer `ledger` of `subject` on `stream`: `max_attempts`, backoff from
+/// 50 ms, `ack_wait` 1 s.
+async fn ledger(
+    events: &Events,
+    stream: &str,
+    subject: &Subject,
+    max_attempts: u32,
+    handler: impl EventHandler<PaymentCreated>,
+) -> ConsumerHandle {
+    let options = ConsumerOptions {
         max_attempts,
         backoff_initial_ms: 50,
         backoff_max_ms: 1_000,
         ack_wait_ms: 1_000,
         ..ConsumerOptions::default()
-    }
+    };
+    events
+        .consume_with(stream, "ledger", subject, &options, handler)
+        .await
+        .expect("consume")
 }
 
-/// Waits until the consumer has nothing pending or unacknowledged and its ack floor is at
-/// `sequence`.
-async fn wait_settled(
+/// Waits until the consumer `ledger` has nothing pending or unacknowledged and its ack
+/// floor is at `sequence`, then asserts that its handler sees nothing more, even after
+/// `ack_wait` (1 s) has passed.
+async fn settled_for_good(
     events: &Events,
     stream: &str,
-    durable: &str,
     sequence: u64,
+    handled: &mut Recorded,
+    why: &str,
 ) -> jetstream::consumer::Info {
     let stream = events
         .jetstream()
@@ -98,11 +104,12 @@ async fn wait_settled(
         .expect("stream");
     let deadline = Instant::now() + WAIT;
     loop {
-        let info = stream.consumer_info(durable).await.expect("consumer info");
+        let info = stream.consumer_info("ledger").await.expect("consumer info");
         if info.num_ack_pending == 0
             && info.num_pending == 0
             && info.ack_floor.stream_sequence >= sequence
         {
+            assert_nothing_within(handled, Duration::from_millis(2_000), why).await;
             return info;
         }
         assert!(
@@ -113,119 +120,23 @@ async fn wait_settled(
     }
 }
 
-// --- counters: a recorder of this test process, read by (name, subject) ---
-
-type CounterMap = Mutex<HashMap<(String, String), Arc<AtomicU64>>>;
-
-struct TestRecorder(&'static CounterMap);
-
-impl metrics::Recorder for TestRecorder {
-    fn describe_counter(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_gauge(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_histogram(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        let subject = key
-            .labels()
-            .find(|l| l.key() == counters::LABEL_SUBJECT)
-            .map(|l| l.value().to_owned())
-            .unwrap_or_default();
-        let cell = self
-            .0
-            .lock()
-            .expect("counters")
-            .entry((key.name().to_owned(), subject))
-            .or_default()
-            .clone();
-        metrics::Counter::from_arc(cell)
-    }
-    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        metrics::Gauge::noop()
-    }
-    fn register_histogram(
-        &self,
-        _: &metrics::Key,
-        _: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
-        metrics::Histogram::noop()
-    }
-}
-
-fn counter(name: &str, subject: &str) -> u64 {
-    static COUNTERS: OnceLock<&'static CounterMap> = OnceLock::new();
-    let map = COUNTERS.get_or_init(|| {
-        let map: &'static CounterMap = Box::leak(Box::default());
-        metrics::set_global_recorder(TestRecorder(map)).expect("one recorder per test binary");
-        map
-    });
-    map.lock()
-        .expect("counters")
-        .get(&(name.to_owned(), subject.to_owned()))
-        .map_or(0, |c| c.load(Ordering::Relaxed))
-}
-
 // --- at least once ---
 
 #[tokio::test]
 async fn a_message_that_fails_twice_is_delivered_three_times_then_acked_for_good() {
-    counter("", "");
-    let (events, subject, stream) = shared_with_stream().await;
-    let mut dead_letters = events
-        .client()
-        .subscribe(subject.dead_letter())
-        .await
-        .unwrap();
-    events.client().flush().await.unwrap();
-    let (tx, mut deliveries) = mpsc::unbounded_channel();
-    let consumer = events
-        .consume_with(
-            &stream,
-            "ledger",
-            &subject,
-            &options(5),
-            move |d: Delivery<PaymentCreated>| {
-                let tx = tx.clone();
-                async move {
-                    let attempt = d.attempt;
-                    tx.send((d, Instant::now())).unwrap();
-                    if attempt < 3 {
-                        Err(format!("ledger busy (attempt {attempt})"))
-                    } else {
-                        Ok(())
-                    }
-                }
-            },
-        )
-        .await
-        .unwrap();
+    let (events, subject, stream, mut dead_letters) = shared_with_dead_letters().await;
+    let (handler, mut deliveries) = recording(|d| {
+        if d.attempt < 3 {
+            Err(format!("ledger busy (attempt {})", d.attempt))
+        } else {
+            Ok(())
+        }
+    });
+    let consumer = ledger(&events, &stream, &subject, 5, handler).await;
 
-    let mut request = tonic::Request::new(());
-    request
-        .extensions_mut()
-        .insert(RequestId::from_static("req-js-1"));
+    let ctx = context_with_request_id("req-js-1");
     let published = events
-        .publish_jetstream(
-            &subject,
-            &payment("p-1"),
-            &EventContext::from_request(&request),
-        )
+        .publish_jetstream(&subject, &payment("p-1"), &ctx)
         .await
         .unwrap();
     assert_eq!(published.stream.as_deref(), Some(stream.as_str()));
@@ -253,98 +164,64 @@ async fn a_message_that_fails_twice_is_delivered_three_times_then_acked_for_good
     assert!(seen[1].1 - seen[0].1 >= Duration::from_millis(50));
     assert!(seen[2].1 - seen[1].1 >= Duration::from_millis(100));
 
-    let info = wait_settled(&events, &stream, "ledger", sequence).await;
+    // Acked: nothing comes back.
+    let info = settled_for_good(
+        &events,
+        &stream,
+        sequence,
+        &mut deliveries,
+        "redelivered after the ack",
+    )
+    .await;
     assert_eq!(info.num_redelivered, 0);
     assert_eq!(info.delivered.stream_sequence, sequence);
-    // Acked: nothing comes back, even after ack_wait (1 s) has passed.
-    assert!(
-        timeout(Duration::from_millis(2_000), deliveries.recv())
-            .await
-            .is_err(),
-        "redelivered after the ack"
-    );
     consumer.stop().await;
-    assert_eq!(counter(counters::DELIVERED, subject.as_str()), 3);
-    assert_eq!(counter(counters::FAILED, subject.as_str()), 2);
-    assert_eq!(counter(counters::DEAD_LETTERED, subject.as_str()), 0);
-    assert_eq!(counter(counters::PUBLISHED, subject.as_str()), 1);
-    events.client().flush().await.unwrap();
-    assert!(
-        futures_util::FutureExt::now_or_never(futures_util::StreamExt::next(&mut dead_letters))
-            .is_none(),
-        "dead-lettered although it succeeded"
+    assert_counters(
+        &subject,
+        &[
+            (counters::DELIVERED, 3),
+            (counters::FAILED, 2),
+            (counters::DEAD_LETTERED, 0),
+            (counters::PUBLISHED, 1),
+        ],
     );
+    assert_no_message(
+        &events,
+        &mut dead_letters,
+        "dead-lettered although it succeeded",
+    )
+    .await;
     delete_stream(&events, &stream).await;
     events.drain().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_message_that_always_fails_is_dead_lettered_and_terminated() {
-    counter("", "");
-    let (events, subject, stream) = shared_with_stream().await;
+    let (events, subject, stream, mut dead_letters) = shared_with_dead_letters().await;
     let dead_letter = subject.dead_letter();
-    let mut dead_letters = events
-        .client()
-        .subscribe(dead_letter.clone())
-        .await
-        .unwrap();
-    events.client().flush().await.unwrap();
-    let (tx, mut attempts) = mpsc::unbounded_channel();
-    let consumer = events
-        .consume_with(
-            &stream,
-            "ledger",
-            &subject,
-            &options(3),
-            move |d: Delivery<PaymentCreated>| {
-                let tx = tx.clone();
-                async move {
-                    tx.send(d.attempt).unwrap();
-                    Err::<(), _>("account frozen")
-                }
-            },
-        )
-        .await
-        .unwrap();
-    let mut request = tonic::Request::new(());
-    request
-        .extensions_mut()
-        .insert(RequestId::from_static("req-js-2"));
+    let (handler, mut attempts) = recording(|_| Err("account frozen"));
+    let consumer = ledger(&events, &stream, &subject, 3, handler).await;
+    let ctx = context_with_request_id("req-js-2");
     let published = events
-        .publish_jetstream(
-            &subject,
-            &payment("p-2"),
-            &EventContext::from_request(&request),
-        )
+        .publish_jetstream(&subject, &payment("p-2"), &ctx)
         .await
         .unwrap();
     let sequence = published.sequence.unwrap();
 
-    let dead = timeout(WAIT, futures_util::StreamExt::next(&mut dead_letters))
-        .await
-        .unwrap()
-        .unwrap();
-    let mut seen = Vec::new();
-    while let Ok(n) = attempts.try_recv() {
-        seen.push(n);
-    }
-    assert_eq!(seen, [1, 2, 3]);
+    let dead = next_message(&mut dead_letters, WAIT).await;
+    let seen = received_now(&mut attempts);
     assert_eq!(
-        serde_json::from_slice::<PaymentCreated>(&dead.payload).unwrap(),
-        payment("p-2")
+        seen.iter().map(|(d, _)| d.attempt).collect::<Vec<_>>(),
+        [1, 2, 3]
     );
-    let h = dead.headers.as_ref().unwrap();
-    let get = |name: &str| h.get(name).map(|v| v.as_str().to_owned());
-    assert_eq!(get(headers::DEAD_LETTER_ATTEMPTS).as_deref(), Some("3"));
-    assert_eq!(
-        get(headers::DEAD_LETTER_ERROR).as_deref(),
-        Some("account frozen")
+    assert_dead_letter(
+        &dead,
+        &payment("p-2"),
+        &subject,
+        "3",
+        "account frozen",
+        "req-js-2",
     );
-    assert_eq!(
-        get(headers::DEAD_LETTER_SUBJECT).as_deref(),
-        Some(subject.as_str())
-    );
-    assert_eq!(get(headers::REQUEST_ID).as_deref(), Some("req-js-2"));
 
     // The stream holds the dead-letter subject: the dead letter is stored too.
     let js_stream = events
@@ -367,17 +244,23 @@ async fn a_message_that_always_fails_is_dead_lettered_and_terminated() {
     );
 
     // Terminated: settled, and never delivered again.
-    wait_settled(&events, &stream, "ledger", sequence).await;
-    assert!(
-        timeout(Duration::from_millis(2_000), attempts.recv())
-            .await
-            .is_err(),
-        "delivered again after the dead letter"
-    );
+    settled_for_good(
+        &events,
+        &stream,
+        sequence,
+        &mut attempts,
+        "delivered again after the dead letter",
+    )
+    .await;
     consumer.stop().await;
-    assert_eq!(counter(counters::DELIVERED, subject.as_str()), 3);
-    assert_eq!(counter(counters::FAILED, subject.as_str()), 3);
-    assert_eq!(counter(counters::DEAD_LETTERED, subject.as_str()), 1);
+    assert_counters(
+        &subject,
+        &[
+            (counters::DELIVERED, 3),
+            (counters::FAILED, 3),
+            (counters::DEAD_LETTERED, 1),
+        ],
+    );
     delete_stream(&events, &stream).await;
     events.drain().await.unwrap();
 }

@@ -118,33 +118,33 @@ value_from! {
     &[u8] => Bytes via <[u8]>::to_vec,
 }
 
+/// `$query` with `$value` bound: the same match for either backend's query type.
+macro_rules! bind_value {
+    ($value:expr, $query:expr) => {
+        match $value {
+            Value::Bool(v) => $query.bind(v),
+            Value::I32(v) => $query.bind(v),
+            Value::I64(v) => $query.bind(v),
+            Value::F64(v) => $query.bind(v),
+            Value::Text(v) => $query.bind(v),
+            Value::Bytes(v) => $query.bind(v),
+        }
+    };
+}
+
 impl Value {
     pub(crate) fn bind_postgres<'q>(
         self,
         query: sqlx::query::Query<'q, Postgres, PgArguments>,
     ) -> sqlx::query::Query<'q, Postgres, PgArguments> {
-        match self {
-            Value::Bool(v) => query.bind(v),
-            Value::I32(v) => query.bind(v),
-            Value::I64(v) => query.bind(v),
-            Value::F64(v) => query.bind(v),
-            Value::Text(v) => query.bind(v),
-            Value::Bytes(v) => query.bind(v),
-        }
+        bind_value!(self, query)
     }
 
     pub(crate) fn bind_sqlite<'q>(
         self,
         query: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
     ) -> sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>> {
-        match self {
-            Value::Bool(v) => query.bind(v),
-            Value::I32(v) => query.bind(v),
-            Value::I64(v) => query.bind(v),
-            Value::F64(v) => query.bind(v),
-            Value::Text(v) => query.bind(v),
-            Value::Bytes(v) => query.bind(v),
-        }
+        bind_value!(self, query)
     }
 }
 

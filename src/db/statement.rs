@@ -256,50 +256,41 @@ async fn run_sqlite(pool: &SqlitePool, query: Query, fetch: Fetch) -> Result<Out
     sqlite_on(pool, query, fetch).await
 }
 
-async fn postgres_on<'c, E>(executor: E, query: Query, fetch: Fetch) -> Result<Output, sqlx::Error>
-where
-    E: Executor<'c, Database = Postgres>,
-{
-    let (sql, values) = query.into_parts();
-    let statement = values
-        .into_iter()
-        .fold(sqlx::query::<Postgres>(&sql), |q, v| v.bind_postgres(q));
-    Ok(match fetch {
-        Fetch::Execute => Output::Affected(statement.execute(executor).await?.rows_affected()),
-        Fetch::All => Output::Rows(
-            statement
-                .fetch_all(executor)
-                .await?
+/// Defines `$name`: a [`Query`] run on an executor of backend `$db`, its values bound with
+/// `Value::$bind` and its rows wrapped with `$row`.
+macro_rules! statement_on {
+    ($name:ident, $db:ty, $bind:ident, $row:path) => {
+        async fn $name<'c, E>(
+            executor: E,
+            query: Query,
+            fetch: Fetch,
+        ) -> Result<Output, sqlx::Error>
+        where
+            E: Executor<'c, Database = $db>,
+        {
+            let (sql, values) = query.into_parts();
+            let statement = values
                 .into_iter()
-                .map(Row::postgres)
-                .collect(),
-        ),
-        Fetch::Optional => {
-            Output::Optional(statement.fetch_optional(executor).await?.map(Row::postgres))
+                .fold(sqlx::query::<$db>(&sql), |q, v| v.$bind(q));
+            Ok(match fetch {
+                Fetch::Execute => {
+                    Output::Affected(statement.execute(executor).await?.rows_affected())
+                }
+                Fetch::All => Output::Rows(
+                    statement
+                        .fetch_all(executor)
+                        .await?
+                        .into_iter()
+                        .map($row)
+                        .collect(),
+                ),
+                Fetch::Optional => {
+                    Output::Optional(statement.fetch_optional(executor).await?.map($row))
+                }
+            })
         }
-    })
+    };
 }
 
-async fn sqlite_on<'c, E>(executor: E, query: Query, fetch: Fetch) -> Result<Output, sqlx::Error>
-where
-    E: Executor<'c, Database = Sqlite>,
-{
-    let (sql, values) = query.into_parts();
-    let statement = values
-        .into_iter()
-        .fold(sqlx::query::<Sqlite>(&sql), |q, v| v.bind_sqlite(q));
-    Ok(match fetch {
-        Fetch::Execute => Output::Affected(statement.execute(executor).await?.rows_affected()),
-        Fetch::All => Output::Rows(
-            statement
-                .fetch_all(executor)
-                .await?
-                .into_iter()
-                .map(Row::sqlite)
-                .collect(),
-        ),
-        Fetch::Optional => {
-            Output::Optional(statement.fetch_optional(executor).await?.map(Row::sqlite))
-        }
-    })
-}
+statement_on!(postgres_on, Postgres, bind_postgres, Row::postgres);
+statement_on!(sqlite_on, Sqlite, bind_sqlite, Row::sqlite);

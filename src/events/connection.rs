@@ -231,6 +231,25 @@ impl Events {
             .ok_or(EventsError::JetStreamDisabled)
     }
 
+    /// `request`'s result once the server has it (the connection flushed); an error of
+    /// either step as `failed` makes it (`flush: ...` for the flush).
+    pub(crate) async fn flushed<T, X, E>(
+        &self,
+        request: impl Future<Output = Result<T, X>>,
+        failed: impl Fn(String) -> E,
+    ) -> Result<T, E>
+    where
+        X: fmt::Display,
+    {
+        let value = request.await.map_err(|e| failed(e.to_string()))?;
+        self.inner
+            .client
+            .flush()
+            .await
+            .map_err(|e| failed(format!("flush: {e}")))?;
+        Ok(value)
+    }
+
     pub(crate) fn register(&self, control: ConsumerControl) {
         let mut consumers = self
             .inner

@@ -12,10 +12,11 @@ use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use serde::de::DeserializeOwned;
 use std::any::Any;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 /// A running consumer: stop it alone, or let [`Events::drain`] stop them all.
 #[derive(Debug, Clone)]
@@ -24,6 +25,22 @@ pub struct ConsumerHandle {
 }
 
 impl ConsumerHandle {
+    /// Spawns a consumer task (`run`, given the task's side of the controls) and registers
+    /// it with `events` for [`Events::drain`].
+    pub(crate) fn spawn<F>(
+        events: &Events,
+        subject: &Subject,
+        run: impl FnOnce(Signals) -> F,
+    ) -> Self
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (control, signals) = ConsumerControl::new(subject.as_str());
+        tokio::spawn(run(signals));
+        events.register(control.clone());
+        Self { control }
+    }
+
     /// The subject it consumes.
     pub fn subject(&self) -> &str {
         &self.control.subject
@@ -147,13 +164,37 @@ where
         let _ = self.limit.acquire_many(all).await;
     }
 
+    /// Handles `message` on a task of its own, holding `permit` until it is done.
+    pub(crate) fn spawn<M, F>(
+        self: &Arc<Self>,
+        permit: OwnedSemaphorePermit,
+        message: M,
+        handle: impl FnOnce(Arc<Self>, M) -> F,
+    ) where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let handling = handle(self.clone(), message);
+        tokio::spawn(async move {
+            handling.await;
+            drop(permit);
+        });
+    }
+
+    /// The end of a consumer task: waits for the handlers still running, logs that
+    /// `consumer` stopped, and tells the owner.
+    pub(crate) async fn finish(&self, signals: Signals, consumer: &str) {
+        self.idle().await;
+        tracing::info!(nats.subject = %self.subject, "{consumer} stopped");
+        signals.finish();
+    }
+
     /// Counts and logs a delivery.
-    pub(crate) fn delivered(&self, request_id: Option<&str>, attempt: u32) {
+    pub(crate) fn delivered(&self, headers: Option<&HeaderMap>, attempt: u32) {
         count(DELIVERED, self.subject.as_str());
         tracing::debug!(
             nats.subject = %self.subject,
             nats.attempt = attempt,
-            request_id,
+            request_id = request_id(headers),
             "event delivered"
         );
     }
@@ -326,25 +367,20 @@ impl Events {
     {
         check_name("queue group", group).map_err(EventsError::Config)?;
         let worker = Arc::new(Worker::new(self, subject, options, handler)?);
-        let failed = |reason: String| EventsError::Subscribe {
-            subject: subject.to_string(),
-            reason,
-        };
-        let subscriber = self
+        let subscribing = self
             .inner
             .client
-            .queue_subscribe(subject.to_string(), group.to_owned())
-            .await
-            .map_err(|e| failed(e.to_string()))?;
+            .queue_subscribe(subject.to_string(), group.to_owned());
         // The server has the subscription once this returns.
-        self.inner
-            .client
-            .flush()
-            .await
-            .map_err(|e| failed(format!("flush: {e}")))?;
-        let (control, signals) = ConsumerControl::new(subject.as_str());
-        tokio::spawn(run_core(worker, subscriber, signals));
-        self.register(control.clone());
+        let subscriber = self
+            .flushed(subscribing, |reason| EventsError::Subscribe {
+                subject: subject.to_string(),
+                reason,
+            })
+            .await?;
+        let handle = ConsumerHandle::spawn(self, subject, |signals| {
+            run_core(worker, subscriber, signals)
+        });
         tracing::info!(
             nats.subject = %subject,
             nats.queue_group = group,
@@ -352,7 +388,7 @@ impl Events {
             max_attempts = options.attempts(),
             "queue consumer started"
         );
-        Ok(ConsumerHandle { control })
+        Ok(handle)
     }
 }
 
@@ -387,24 +423,18 @@ async fn run_core<T, H>(
             }
         };
         let Some(message) = message else { break };
-        let worker = worker.clone();
-        tokio::spawn(async move {
-            handle_core(&worker, message).await;
-            drop(permit);
-        });
+        worker.spawn(permit, message, handle_core);
     }
-    worker.idle().await;
-    tracing::info!(nats.subject = %worker.subject, "queue consumer stopped");
-    signals.finish();
+    worker.finish(signals, "queue consumer").await;
 }
 
-async fn handle_core<T, H>(worker: &Worker<T, H>, message: async_nats::Message)
+async fn handle_core<T, H>(worker: Arc<Worker<T, H>>, message: async_nats::Message)
 where
     T: DeserializeOwned + Send + 'static,
     H: EventHandler<T>,
 {
     let headers = message.headers.as_ref();
-    worker.delivered(request_id(headers), 1);
+    worker.delivered(headers, 1);
     let attempts = worker.options.attempts();
     let mut attempt = 1;
     let failure = loop {

@@ -3,7 +3,7 @@
 
 use super::config::ConsumerOptions;
 use super::connection::Events;
-use super::consumer::{ConsumerControl, ConsumerHandle, Signals, Worker, request_id};
+use super::consumer::{ConsumerHandle, Failure, Signals, Worker, request_id};
 use super::delivery::EventHandler;
 use super::error::EventsError;
 use super::subject::{Subject, check_name};
@@ -96,9 +96,9 @@ impl Events {
             .messages()
             .await
             .map_err(|e| failed(format!("consumer {durable} on stream {stream}: {e}")))?;
-        let (control, signals) = ConsumerControl::new(subject.as_str());
-        tokio::spawn(run_jetstream(worker, messages, signals));
-        self.register(control.clone());
+        let handle = ConsumerHandle::spawn(self, subject, |signals| {
+            run_jetstream(worker, messages, signals)
+        });
         tracing::info!(
             nats.subject = %subject,
             nats.stream = stream,
@@ -107,7 +107,7 @@ impl Events {
             max_attempts = options.attempts(),
             "JetStream consumer started"
         );
-        Ok(ConsumerHandle { control })
+        Ok(handle)
     }
 }
 
@@ -135,13 +135,7 @@ async fn run_jetstream<T, H>(
         };
         match next {
             None => break,
-            Some(Ok(message)) => {
-                let worker = worker.clone();
-                tokio::spawn(async move {
-                    handle_jetstream(&worker, message).await;
-                    drop(permit);
-                });
-            }
+            Some(Ok(message)) => worker.spawn(permit, message, handle_jetstream),
             Some(Err(e)) => match e.kind() {
                 MessagesErrorKind::ConsumerDeleted | MessagesErrorKind::PushBasedConsumer => {
                     tracing::error!(nats.subject = %worker.subject, error = %e, "JetStream consumer ended");
@@ -156,12 +150,10 @@ async fn run_jetstream<T, H>(
     }
     // Messages fetched but not started are redelivered after `ack_wait`.
     drop(messages);
-    worker.idle().await;
-    tracing::info!(nats.subject = %worker.subject, "JetStream consumer stopped");
-    signals.finish();
+    worker.finish(signals, "JetStream consumer").await;
 }
 
-async fn handle_jetstream<T, H>(worker: &Worker<T, H>, message: async_nats::jetstream::Message)
+async fn handle_jetstream<T, H>(worker: Arc<Worker<T, H>>, message: async_nats::jetstream::Message)
 where
     T: DeserializeOwned + Send + 'static,
     H: EventHandler<T>,
@@ -174,13 +166,13 @@ where
         Err(_) => (1, None),
     };
     let headers = message.headers.as_ref();
-    worker.delivered(request_id(headers), delivered);
+    worker.delivered(headers, delivered);
     let max = worker.options.attempts();
 
     let failure = if delivered > max {
         // The handler had its attempts (it outlasted ack_wait, its replica died, or the
         // dead-letter publish failed): straight to the dead-letter subject.
-        super::consumer::Failure {
+        Failure {
             error: format!(
                 "delivered {delivered} times, more than max_attempts ({max}); the earlier \
                  attempts were not acknowledged in time or could not be dead-lettered"
@@ -216,10 +208,7 @@ where
     };
 
     if failure.retryable && delivered < max {
-        let delay = worker.options.backoff(delivered);
-        if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
-            tracing::warn!(nats.subject = %worker.subject, error = %e, "JetStream nak failed; redelivery after ack_wait");
-        }
+        nak(&worker, &message, delivered).await;
         return;
     }
     let attempts = if delivered > max {
@@ -239,9 +228,18 @@ where
             );
         }
     } else {
-        let delay = worker.options.backoff(delivered);
-        if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
-            tracing::warn!(nats.subject = %worker.subject, error = %e, "JetStream nak failed; redelivery after ack_wait");
-        }
+        nak(&worker, &message, delivered).await;
+    }
+}
+
+/// Asks for redelivery after the backoff of delivery `delivered`.
+async fn nak<T, H>(
+    worker: &Worker<T, H>,
+    message: &async_nats::jetstream::Message,
+    delivered: u32,
+) {
+    let delay = worker.options.backoff(delivered);
+    if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
+        tracing::warn!(nats.subject = %worker.subject, error = %e, "JetStream nak failed; redelivery after ack_wait");
     }
 }

@@ -45,20 +45,15 @@ impl Events {
     ) -> Result<Published, EventsError> {
         let payload = encode(subject, event)?;
         let (headers, message_id) = self.headers(ctx);
-        let failed = |reason: String| EventsError::Publish {
+        let sent = self
+            .inner
+            .client
+            .publish_with_headers(subject.to_string(), headers, payload);
+        self.flushed(sent, |reason| EventsError::Publish {
             subject: subject.to_string(),
             reason,
-        };
-        self.inner
-            .client
-            .publish_with_headers(subject.to_string(), headers, payload)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        self.inner
-            .client
-            .flush()
-            .await
-            .map_err(|e| failed(format!("flush: {e}")))?;
+        })
+        .await?;
         count(PUBLISHED, subject.as_str());
         tracing::debug!(
             nats.subject = %subject,
