@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use tonic_blueprint_core::catalogue::{DEADLINE_EXCEEDED_EN, INTERNAL_EN, Lang, Text};
+use tonic_blueprint_core::catalogue::{Lang, Text};
 
 use super::InvalidName;
 
@@ -59,18 +59,24 @@ impl DbErrorKind {
         }
     }
 
-    /// The fixed status message: nothing about the statement or the server.
+    /// The fixed status message, in English: nothing about the statement or the server.
     pub fn message(self) -> &'static str {
-        match self {
-            DbErrorKind::AlreadyExists => "already exists",
-            DbErrorKind::FailedPrecondition => "a related resource is missing or still in use",
-            DbErrorKind::InvalidArgument => "invalid argument",
-            DbErrorKind::NotFound => "not found",
-            DbErrorKind::Aborted => "aborted by a concurrent change, retry",
-            DbErrorKind::Unavailable => Text::Unavailable.text(Lang::En),
-            DbErrorKind::DeadlineExceeded => DEADLINE_EXCEEDED_EN,
-            DbErrorKind::Internal => INTERNAL_EN,
-        }
+        self.message_in(Lang::En)
+    }
+
+    /// The fixed status message in `lang`, from the error catalogue.
+    pub fn message_in(self, lang: Lang) -> &'static str {
+        let text = match self {
+            DbErrorKind::AlreadyExists => Text::AlreadyExists,
+            DbErrorKind::FailedPrecondition => Text::RelatedResource,
+            DbErrorKind::InvalidArgument => Text::InvalidData,
+            DbErrorKind::NotFound => Text::NotFound,
+            DbErrorKind::Aborted => Text::ConcurrentChange,
+            DbErrorKind::Unavailable => Text::Unavailable,
+            DbErrorKind::DeadlineExceeded => Text::DeadlineExceeded,
+            DbErrorKind::Internal => Text::Internal,
+        };
+        text.text(lang)
     }
 }
 

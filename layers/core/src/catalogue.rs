@@ -143,11 +143,21 @@ pub enum Text {
     MethodClosed,
     /// QuotaFailure's description: followed by the quota (`quota used up: 100/min`).
     QuotaUsedUp,
+    /// A row that already exists (a unique key).
+    AlreadyExists,
+    /// A row that refers to a missing one, or is still referred to.
+    RelatedResource,
+    /// Data the store refused (a NOT NULL or CHECK rule).
+    InvalidData,
+    /// A row that does not exist.
+    NotFound,
+    /// A transaction aborted by a concurrent change.
+    ConcurrentChange,
 }
 
 impl Text {
     /// Every message, for completeness checks.
-    pub const ALL: [Text; 19] = [
+    pub const ALL: [Text; 24] = [
         Text::DeadlineExceeded,
         Text::Internal,
         Text::RateLimited,
@@ -167,6 +177,11 @@ impl Text {
         Text::RetryIn,
         Text::MethodClosed,
         Text::QuotaUsedUp,
+        Text::AlreadyExists,
+        Text::RelatedResource,
+        Text::InvalidData,
+        Text::NotFound,
+        Text::ConcurrentChange,
     ];
 
     /// The message in `lang`.
@@ -215,6 +230,16 @@ impl Text {
             (Text::MethodClosed, Es) => "este método no acepta llamadas",
             (Text::QuotaUsedUp, En) => "quota used up",
             (Text::QuotaUsedUp, Es) => "cuota agotada",
+            (Text::AlreadyExists, En) => "already exists",
+            (Text::AlreadyExists, Es) => "ya existe",
+            (Text::RelatedResource, En) => "a related resource is missing or still in use",
+            (Text::RelatedResource, Es) => "un recurso relacionado falta o sigue en uso",
+            (Text::InvalidData, En) => "invalid argument",
+            (Text::InvalidData, Es) => "argumento no válido",
+            (Text::NotFound, En) => "not found",
+            (Text::NotFound, Es) => "no encontrado",
+            (Text::ConcurrentChange, En) => "aborted by a concurrent change, retry",
+            (Text::ConcurrentChange, Es) => "cancelado por un cambio concurrente, reintente",
         }
     }
 }
