@@ -153,11 +153,13 @@ fn skips_lookup(headers: &HeaderMap) -> bool {
 }
 
 fn replay<B>(entry: &CachedResponse, x_cache: &'static str) -> http::Response<CacheBody<B>> {
-    let mut response = http::Response::new(CacheBody::stored(
-        entry.body.clone(),
-        entry.trailers.clone(),
-    ));
-    *response.headers_mut() = entry.headers.clone();
+    replay_owned(entry.clone(), x_cache)
+}
+
+/// [`replay`] of an entry decoded for this call alone: its maps move instead of being cloned.
+fn replay_owned<B>(entry: CachedResponse, x_cache: &'static str) -> http::Response<CacheBody<B>> {
+    let mut response = http::Response::new(CacheBody::stored(entry.body, entry.trailers));
+    *response.headers_mut() = entry.headers;
     response
         .headers_mut()
         .insert(X_CACHE, HeaderValue::from_static(x_cache));
@@ -204,7 +206,7 @@ where
             Ok(Ok(Some(stored))) => {
                 if let Some(entry) = CachedResponse::decode(stored) {
                     shared.count(&id, Count::Hit);
-                    return Ok(replay(&entry, "hit"));
+                    return Ok(replay_owned(entry, "hit"));
                 }
             }
             Ok(Ok(None)) => {}
