@@ -10,6 +10,11 @@
 //! The figure is the median of paired rounds (the two servers alternate); criterion's rows
 //! are printed too.
 //!
+//! Diagnostics: `BLUEPRINT_BENCH_WITHOUT=logging,metrics` removes those layers from the
+//! end-to-end server (names as in `PresetStack`'s fields); `BLUEPRINT_BENCH_LOGS=tracing-subscriber`
+//! logs through the stock `tracing_subscriber` JSON formatter and tracing-appender instead of
+//! the kit's telemetry.
+//!
 //! Run: `cargo bench --bench preset --features server`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -43,21 +48,53 @@ fn caller(
     }
 }
 
-/// Info-level JSON logs through the non-blocking writer into a sink, once per process.
+/// Info-level JSON logs into a sink, once per process: the kit's own telemetry (json-subscriber
+/// and the batching writer), or with `BLUEPRINT_BENCH_LOGS=tracing-subscriber` the stock
+/// `tracing_subscriber::fmt().json()` through tracing-appender's non-blocking writer, for
+/// comparison.
 fn logs() {
-    static GUARD: std::sync::OnceLock<tracing_appender::non_blocking::WorkerGuard> =
-        std::sync::OnceLock::new();
+    enum Guard {
+        Kit(#[allow(dead_code)] tonic_blueprint::telemetry::TelemetryGuard),
+        Stock(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard),
+    }
+    static GUARD: std::sync::OnceLock<Guard> = std::sync::OnceLock::new();
     GUARD.get_or_init(|| {
-        let (writer, guard) = tracing_appender::non_blocking(std::io::sink());
-        tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(writer)
-            .init();
-        guard
+        if std::env::var("BLUEPRINT_BENCH_LOGS").as_deref() == Ok("tracing-subscriber") {
+            let (writer, guard) = tracing_appender::non_blocking(std::io::sink());
+            tracing_subscriber::fmt()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_max_level(tracing::Level::INFO)
+                .with_writer(writer)
+                .init();
+            return Guard::Stock(guard);
+        }
+        let config = tonic_blueprint::telemetry::TelemetryConfig {
+            filter: "info".to_owned(),
+            format: tonic_blueprint::telemetry::LogFormat::Json,
+            file: None,
+        };
+        Guard::Kit(
+            tonic_blueprint::telemetry::init_with_writer(&config, std::io::sink())
+                .expect("telemetry"),
+        )
     });
+}
+
+/// Removes the layer `name` (a `PresetStack` field name); false when there is none.
+fn remove(stack: &mut tonic_blueprint::server::PresetStack, name: &str) -> bool {
+    match name {
+        "logging" => stack.logging = None,
+        "metrics" => stack.metrics = None,
+        "panic_recovery" => stack.panic_recovery = None,
+        "timeout" => stack.timeout = None,
+        "rate_limit" => stack.rate_limit = None,
+        "validation" => stack.validation = None,
+        "cache" => stack.cache = None,
+        _ => return false,
+    }
+    true
 }
 
 fn preset(c: &mut Criterion) {
@@ -81,8 +118,17 @@ fn preset(c: &mut Criterion) {
             TestService::default(),
         )
         .await;
+        let mut stack =
+            tonic_blueprint::server::PresetStack::from_config(&config, VALIDATED_DESCRIPTOR_SET)
+                .expect("stack");
+        if let Ok(without) = std::env::var("BLUEPRINT_BENCH_WITHOUT") {
+            for name in without.split(',') {
+                assert!(remove(&mut stack, name), "no layer named {name:?}");
+            }
+        }
         let kit = Server::new(config)
             .descriptors(VALIDATED_DESCRIPTOR_SET)
+            .stack(stack)
             .start(routes())
             .await
             .expect("kit server");
@@ -169,15 +215,7 @@ fn in_process(c: &mut Criterion) {
         "cache",
     ] {
         let mut stack = full.clone();
-        match name {
-            "logging" => stack.logging = None,
-            "metrics" => stack.metrics = None,
-            "panic_recovery" => stack.panic_recovery = None,
-            "timeout" => stack.timeout = None,
-            "rate_limit" => stack.rate_limit = None,
-            "validation" => stack.validation = None,
-            _ => stack.cache = None,
-        }
+        remove(&mut stack, name);
         variants.push((name, stack));
     }
     for (name, stack) in variants {

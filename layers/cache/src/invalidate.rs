@@ -21,7 +21,7 @@ const MAX_TAG_LEN: usize = 128;
 /// Removes the tags a handler attached, and returns them with the method's own tag.
 pub(crate) fn take_tags(headers: &mut HeaderMap, id: &RpcIdentity) -> Vec<String> {
     let mut tags = vec![method_tag(id.path())];
-    for value in headers.get_all(TAGS_HEADER) {
+    for value in headers.get_all(tonic_blueprint_core::headers::X_CACHE_TAGS) {
         let Ok(text) = value.to_str() else { continue };
         tags.extend(
             text.split(',')
@@ -30,7 +30,7 @@ pub(crate) fn take_tags(headers: &mut HeaderMap, id: &RpcIdentity) -> Vec<String
                 .map(str::to_owned),
         );
     }
-    headers.remove(TAGS_HEADER);
+    headers.remove(tonic_blueprint_core::headers::X_CACHE_TAGS);
     tags.truncate(MAX_TAGS_PER_ENTRY + 1);
     tags
 }

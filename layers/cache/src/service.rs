@@ -160,9 +160,10 @@ fn replay<B>(entry: &CachedResponse, x_cache: &'static str) -> http::Response<Ca
 fn replay_owned<B>(entry: CachedResponse, x_cache: &'static str) -> http::Response<CacheBody<B>> {
     let mut response = http::Response::new(CacheBody::stored(entry.body, entry.trailers));
     *response.headers_mut() = entry.headers;
-    response
-        .headers_mut()
-        .insert(X_CACHE, HeaderValue::from_static(x_cache));
+    response.headers_mut().insert(
+        tonic_blueprint_core::headers::X_CACHE,
+        HeaderValue::from_static(x_cache),
+    );
     response
 }
 
@@ -237,19 +238,24 @@ where
         .call(handler_request(unary))
         .await
         .map_err(Into::into)?;
-    let trailers_only = response.headers().contains_key("grpc-status");
+    let trailers_only = response
+        .headers()
+        .contains_key(tonic_blueprint_core::headers::GRPC_STATUS);
     if response.status() != http::StatusCode::OK || trailers_only {
         // An error (or a rejection): never stored, never shared.
         let mut response = response.map(CacheBody::inner);
-        response
-            .headers_mut()
-            .insert(X_CACHE, HeaderValue::from_static("miss"));
+        response.headers_mut().insert(
+            tonic_blueprint_core::headers::X_CACHE,
+            HeaderValue::from_static("miss"),
+        );
         return Ok(response);
     }
     let (mut head, mut body) = response.into_parts();
     let tags = crate::invalidate::take_tags(&mut head.headers, &id);
-    head.headers
-        .insert(X_CACHE, HeaderValue::from_static("miss"));
+    head.headers.insert(
+        tonic_blueprint_core::headers::X_CACHE,
+        HeaderValue::from_static("miss"),
+    );
     let mut buffered = BytesMut::new();
     let mut trailers = None;
     while let Some(frame) = body.frame().await {
@@ -274,7 +280,9 @@ where
         }
     }
     let trailers = trailers.unwrap_or_default();
-    let ok = trailers.get("grpc-status").is_some_and(|s| s == "0");
+    let ok = trailers
+        .get(tonic_blueprint_core::headers::GRPC_STATUS)
+        .is_some_and(|s| s == "0");
     let entry = Arc::new(CachedResponse {
         headers: head.headers.clone(),
         body: buffered.freeze(),

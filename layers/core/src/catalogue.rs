@@ -55,25 +55,28 @@ impl Lang {
     /// `grpc-accept-language`, else in `accept-language` (`es-MX,es;q=0.9,en;q=0.5`), else
     /// English. Malformed entries are skipped, never an error.
     pub fn from_headers(headers: &HeaderMap) -> Lang {
-        LANGUAGE_HEADERS
-            .iter()
-            .find_map(|name| {
-                headers
-                    .get_all(*name)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .flat_map(|v| v.split(','))
-                    .take(32)
-                    .filter_map(weighted)
-                    .filter(|(_, q)| *q > 0.0)
-                    // The first of the highest weight wins.
-                    .fold(None, |best: Option<(Lang, f32)>, (lang, q)| match best {
-                        Some((_, bq)) if bq >= q => best,
-                        _ => Some((lang, q)),
-                    })
-                    .map(|(lang, _)| lang)
-            })
-            .unwrap_or_default()
+        [
+            crate::headers::GRPC_ACCEPT_LANGUAGE,
+            crate::headers::ACCEPT_LANGUAGE,
+        ]
+        .iter()
+        .find_map(|name| {
+            headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .take(32)
+                .filter_map(weighted)
+                .filter(|(_, q)| *q > 0.0)
+                // The first of the highest weight wins.
+                .fold(None, |best: Option<(Lang, f32)>, (lang, q)| match best {
+                    Some((_, bq)) if bq >= q => best,
+                    _ => Some((lang, q)),
+                })
+                .map(|(lang, _)| lang)
+        })
+        .unwrap_or_default()
     }
 }
 

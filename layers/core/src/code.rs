@@ -53,7 +53,7 @@ pub fn code_from_http_status(status: http::StatusCode) -> Code {
 ///
 /// `None` when the header is absent; [`Code::Unknown`] when it is present but not a number.
 pub fn code_from_headers(headers: &http::HeaderMap) -> Option<Code> {
-    let value = headers.get("grpc-status")?;
+    let value = headers.get(crate::headers::GRPC_STATUS)?;
     let code = std::str::from_utf8(value.as_bytes())
         .ok()
         .and_then(|s| s.parse::<i32>().ok())

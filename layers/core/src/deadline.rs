@@ -74,7 +74,7 @@ pub fn encode_grpc_timeout(timeout: Duration) -> HeaderValue {
 /// Reads the client's `grpc-timeout` from request headers; malformed or absent gives `None`.
 pub fn client_timeout(headers: &http::HeaderMap) -> Option<Duration> {
     headers
-        .get(GRPC_TIMEOUT)
+        .get(crate::headers::GRPC_TIMEOUT)
         .and_then(|v| parse_grpc_timeout(v.as_bytes()))
 }
 

@@ -47,6 +47,7 @@ pub mod counters;
 pub mod deadline;
 pub mod events;
 pub mod frame;
+pub mod headers;
 pub mod identity;
 pub mod names;
 pub mod outcome;

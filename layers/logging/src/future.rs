@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use tonic_blueprint_core::code::code_from_error;
-use tonic_blueprint_core::request_id::HEADER;
+use tonic_blueprint_core::headers::X_REQUEST_ID;
 use tonic_blueprint_core::{BoxError, ObservedBody, observe};
 
 pin_project! {
@@ -59,7 +59,7 @@ where
             Ok(mut response) => {
                 response
                     .headers_mut()
-                    .insert(HEADER, record.request_id.header_value().clone());
+                    .insert(X_REQUEST_ID, record.request_id.header_value().clone());
                 let span = this.span.clone();
                 let response = observe(response, record);
                 Poll::Ready(Ok(response.map(|body| LoggedBody::new(body, span))))

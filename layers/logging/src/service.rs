@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 use tonic_blueprint_core::deadline::client_timeout;
-use tonic_blueprint_core::request_id::HEADER;
+use tonic_blueprint_core::headers::X_REQUEST_ID;
 use tonic_blueprint_core::{BoxError, CountedBody, RequestId, RpcIdentity, RpcKind};
 use tower_service::Service;
 
@@ -88,13 +88,17 @@ where
             .copied()
             .or_else(|| self.config.registry.as_ref().map(|r| r.kind(&id)))
             .unwrap_or_default();
-        let request_id = match request.headers().get(HEADER).and_then(RequestId::accept) {
+        let request_id = match request
+            .headers()
+            .get(X_REQUEST_ID)
+            .and_then(RequestId::accept)
+        {
             Some(id) => id,
             None => {
                 let id = new_request_id();
                 request
                     .headers_mut()
-                    .insert(HEADER, id.header_value().clone());
+                    .insert(X_REQUEST_ID, id.header_value().clone());
                 id
             }
         };

@@ -84,7 +84,9 @@ where
                 let response = ready!(inner.poll(cx))?;
                 let mut response = response.map(RateLimitBody::new);
                 if let Some(value) = remaining.take() {
-                    response.headers_mut().insert("ratelimit", value);
+                    response
+                        .headers_mut()
+                        .insert(tonic_blueprint_core::headers::RATELIMIT, value);
                 }
                 Poll::Ready(Ok(response))
             }

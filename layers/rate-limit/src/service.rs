@@ -140,7 +140,9 @@ where
             if limiters.expose_remaining
                 && let Some(value) = entry.remaining_header(remaining)
             {
-                response.headers_mut().insert("ratelimit", value);
+                response
+                    .headers_mut()
+                    .insert(tonic_blueprint_core::headers::RATELIMIT, value);
             }
             Ok(response)
         }

@@ -60,7 +60,11 @@ where
             return Poll::Ready(result.map(|response| {
                 // A trailers-only response is complete: a deadline on its (empty) body could
                 // only add a second, contradicting status.
-                let fire_at = fire_at.filter(|_| !response.headers().contains_key("grpc-status"));
+                let fire_at = fire_at.filter(|_| {
+                    !response
+                        .headers()
+                        .contains_key(tonic_blueprint_core::headers::GRPC_STATUS)
+                });
                 response.map(|body| TimeoutBody::new(body, fire_at, id, lang))
             }));
         }

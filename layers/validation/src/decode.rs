@@ -19,7 +19,10 @@ pub(crate) enum Encoding {
 
 impl Encoding {
     pub(crate) fn of(headers: &HeaderMap) -> Self {
-        match headers.get("grpc-encoding").map(|v| v.as_bytes()) {
+        match headers
+            .get(tonic_blueprint_core::headers::GRPC_ENCODING)
+            .map(|v| v.as_bytes())
+        {
             None | Some(b"identity") => Encoding::Identity,
             Some(b"gzip") => Encoding::Gzip,
             Some(b"deflate") => Encoding::Deflate,

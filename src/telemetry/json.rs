@@ -1,0 +1,276 @@
+//! The JSON line format.
+//!
+//! The same shape as `tracing_subscriber::fmt().json().flatten_event(true)
+//! .with_current_span(true).with_span_list(false)`: `timestamp`, `level`, the event's fields
+//! at the top level, `target`, and the current span's fields (plus its `name`) under `span`.
+//!
+//! Why not that formatter (or json-subscriber's): both collect the event's fields into a
+//! `serde_json` map, and tracing-subscriber's also re-parses the current span's stored fields,
+//! for every line. In the preset stack the one line per call cost about 3.7 µs that way,
+//! a fifth of the whole stack's cost in process. This writes each field straight to the
+//! line and splices the span's fields, which tracing-subscriber's `JsonFields` stored as JSON
+//! once when the span was created.
+
+use std::fmt::{self, Write as _};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The event formatter; pair it with [`JsonFields`] as the field formatter.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct JsonLines;
+
+impl<S> FormatEvent<S, JsonFields> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, JsonFields>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        writer.write_str("{\"timestamp\":\"")?;
+        SystemTime.format_time(&mut writer)?;
+        write!(writer, "\",\"level\":\"{}\"", meta.level())?;
+        let mut fields = FieldWriter {
+            out: &mut writer,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        writer.write_str(",\"target\":")?;
+        write_str_value(&mut writer, meta.target())?;
+        let span = event
+            .parent()
+            .and_then(|id| ctx.span(id))
+            .or_else(|| ctx.lookup_current());
+        if let Some(span) = span {
+            writer.write_str(",\"span\":{")?;
+            let extensions = span.extensions();
+            if let Some(stored) = extensions.get::<FormattedFields<JsonFields>>() {
+                let inner = stored
+                    .fields
+                    .trim()
+                    .trim_start_matches('{')
+                    .trim_end_matches('}');
+                if !inner.is_empty() {
+                    writer.write_str(inner)?;
+                    writer.write_char(',')?;
+                }
+            }
+            writer.write_str("\"name\":")?;
+            write_str_value(&mut writer, span.name())?;
+            writer.write_char('}')?;
+        }
+        writer.write_str("}\n")
+    }
+}
+
+/// Writes `,"name":value` for each field.
+struct FieldWriter<'a, 'w> {
+    out: &'a mut Writer<'w>,
+    result: fmt::Result,
+}
+
+impl FieldWriter<'_, '_> {
+    fn key(&mut self, field: &Field) -> fmt::Result {
+        self.out.write_char(',')?;
+        write_str_value(self.out, field.name())?;
+        self.out.write_char(':')
+    }
+
+    fn put(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+        if self.result.is_ok() {
+            self.result = self.key(field).and_then(|()| value(self.out));
+        }
+    }
+}
+
+impl Visit for FieldWriter<'_, '_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, |out| write_str_value(out, value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put(field, |out| {
+            out.write_char('"')?;
+            write!(Escaped(out), "{value:?}")?;
+            out.write_char('"')
+        });
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, |out| write!(out, "{value}"));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, |out| write!(out, "{value}"));
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.put(field, |out| write!(out, "{value}"));
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.put(field, |out| write!(out, "{value}"));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, |out| write!(out, "{value}"));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        // JSON has no NaN or infinity; serde_json writes them as null too.
+        self.put(field, |out| {
+            if value.is_finite() {
+                write!(out, "{value}")
+            } else {
+                out.write_str("null")
+            }
+        });
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.put(field, |out| {
+            out.write_char('"')?;
+            write!(Escaped(out), "{value}")?;
+            out.write_char('"')
+        });
+    }
+}
+
+fn write_str_value(out: &mut Writer<'_>, value: &str) -> fmt::Result {
+    out.write_char('"')?;
+    Escaped(out).write_str(value)?;
+    out.write_char('"')
+}
+
+/// Escapes what it is given as the inside of a JSON string.
+struct Escaped<'a, 'w>(&'a mut Writer<'w>);
+
+impl fmt::Write for Escaped<'_, '_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut clean = 0;
+        for (i, byte) in s.bytes().enumerate() {
+            let escape = match byte {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..=0x1f => "",
+                _ => continue,
+            };
+            self.0.write_str(&s[clean..i])?;
+            if escape.is_empty() {
+                write!(self.0, "\\u{byte:04x}")?;
+            } else {
+                self.0.write_str(escape)?;
+            }
+            clean = i + 1;
+        }
+        self.0.write_str(&s[clean..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex, PoisonError};
+    use tracing_subscriber::fmt::MakeWriter;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buffer {
+        type Writer = Buffer;
+        fn make_writer(&'a self) -> Buffer {
+            self.clone()
+        }
+    }
+
+    fn lines(f: impl FnOnce()) -> Vec<serde_json::Value> {
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonLines)
+            .with_writer(buffer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf-8");
+        text.lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .collect()
+    }
+
+    #[test]
+    fn an_event_in_a_span_has_the_stock_json_shape() {
+        let lines = lines(|| {
+            let span = tracing::info_span!("grpc.request", grpc.method = "Get", request_id = "r-1");
+            let _entered = span.enter();
+            tracing::info!(
+                grpc.code = "OK",
+                grpc.time_ms = 1.5,
+                sent = 3u64,
+                "finished call"
+            );
+        });
+        let line = &lines[0];
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["message"], "finished call");
+        assert_eq!(line["grpc.code"], "OK");
+        assert_eq!(line["grpc.time_ms"], 1.5);
+        assert_eq!(line["sent"], 3);
+        assert_eq!(line["target"], module_path!());
+        assert_eq!(line["span"]["name"], "grpc.request");
+        assert_eq!(line["span"]["grpc.method"], "Get");
+        assert_eq!(line["span"]["request_id"], "r-1");
+        assert!(line["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+    }
+
+    #[test]
+    fn strings_are_escaped_and_odd_values_stay_valid_json() {
+        let lines = lines(|| {
+            let error = std::io::Error::other("bad \"thing\"");
+            tracing::warn!(
+                text = "a \"quote\", a \\ backslash,\n a newline and \u{1} a control",
+                nan = f64::NAN,
+                big = u128::MAX,
+                error = &error as &(dyn std::error::Error + 'static),
+                "{}",
+                "tab\there"
+            );
+            let span = tracing::info_span!("empty");
+            let _entered = span.enter();
+            tracing::info!("inside");
+        });
+        assert_eq!(
+            lines[0]["text"],
+            "a \"quote\", a \\ backslash,\n a newline and \u{1} a control"
+        );
+        assert!(lines[0]["nan"].is_null());
+        assert!(lines[0]["big"].is_number());
+        assert_eq!(lines[0]["error"], "bad \"thing\"");
+        assert_eq!(lines[0]["message"], "tab\there");
+        assert!(lines[0].get("span").is_none());
+        assert_eq!(lines[1]["span"]["name"], "empty");
+    }
+}
