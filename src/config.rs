@@ -399,6 +399,7 @@ impl std::error::Error for ConfigError {}
 pub struct Loader {
     vars: BTreeMap<String, String>,
     required: Vec<String>,
+    defaults: BTreeMap<String, String>,
 }
 
 impl Loader {
@@ -407,6 +408,7 @@ impl Loader {
         Self {
             vars: std::env::vars().collect(),
             required: Vec::new(),
+            defaults: BTreeMap::new(),
         }
     }
 
@@ -423,7 +425,16 @@ impl Loader {
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
             required: Vec::new(),
+            defaults: BTreeMap::new(),
         }
+    }
+
+    /// Your service's default for `name` (one of [`VARIABLES`], such as `SERVICE_NAME`),
+    /// in place of the table's: the file and the environment still override it. It is
+    /// checked like a value from the environment.
+    pub fn default_value(mut self, name: &str, value: &str) -> Self {
+        self.defaults.insert(name.to_owned(), value.to_owned());
+        self
     }
 
     /// Makes `name` (one of [`VARIABLES`], such as `DATABASE_URL`) required: absent or empty
@@ -446,8 +457,15 @@ impl Loader {
                 Some(_) => {}
             }
         }
+        for name in self.defaults.keys() {
+            if !VARIABLES.iter().any(|v| v.name == name) {
+                problems.push(format!(
+                    "a default for {name}, which is not a known variable"
+                ));
+            }
+        }
         for var in VARIABLES {
-            if let Some(value) = self.vars.get(var.name)
+            if let Some(value) = self.vars.get(var.name).or(self.defaults.get(var.name))
                 && let Err(why) = check(var.kind, value)
             {
                 // A URL may carry a password: never repeat it.
@@ -464,8 +482,12 @@ impl Loader {
 
         let mut builder = config::Config::builder();
         for var in VARIABLES {
+            let default = self
+                .defaults
+                .get(var.name)
+                .map_or(var.default, |d| d.trim());
             builder = builder
-                .set_default(var.key, var.default)
+                .set_default(var.key, default)
                 .map_err(|e| one(format!("{}: {e}", var.name)))?;
         }
         if let Some(file) = self.vars.get(CONFIG_FILE).filter(|f| !f.trim().is_empty()) {
@@ -486,22 +508,33 @@ impl Loader {
 
     /// The `export.sh` documenting every variable with its default.
     pub fn export_sh() -> String {
-        let mut out = String::from(
-            "#!/bin/sh\n# Every environment variable tonic-blueprint services read, with its default.\n\
-             # Generated from tonic_blueprint::config::VARIABLES (a test keeps this file in step).\n\
-             # Source it and change what you need:  . ./export.sh\n",
-        );
-        for var in VARIABLES {
-            out.push_str(&format!(
-                "\n# {}\nexport {}=\"{}\"\n",
-                var.help, var.name, var.default
-            ));
-        }
-        out.push_str(&format!(
-            "\n# An optional TOML file with the same settings by section; variables win.\nexport {CONFIG_FILE}=\"\"\n"
-        ));
-        out
+        render_export_sh(&BTreeMap::new())
     }
+
+    /// The `export.sh` of a service: every variable with the defaults given through
+    /// [`default_value`](Self::default_value) in place of the table's.
+    pub fn service_export_sh(&self) -> String {
+        render_export_sh(&self.defaults)
+    }
+}
+
+fn render_export_sh(defaults: &BTreeMap<String, String>) -> String {
+    let mut out = String::from(
+        "#!/bin/sh\n# Every environment variable tonic-blueprint services read, with its default.\n\
+         # Generated from tonic_blueprint::config::VARIABLES (a test keeps this file in step).\n\
+         # Source it and change what you need:  . ./export.sh\n",
+    );
+    for var in VARIABLES {
+        let default = defaults.get(var.name).map_or(var.default, String::as_str);
+        out.push_str(&format!(
+            "\n# {}\nexport {}=\"{}\"\n",
+            var.help, var.name, default
+        ));
+    }
+    out.push_str(&format!(
+        "\n# An optional TOML file with the same settings by section; variables win.\nexport {CONFIG_FILE}=\"\"\n"
+    ));
+    out
 }
 
 fn one(problem: String) -> ConfigError {

@@ -86,3 +86,36 @@ fn export_sh_documents_every_variable_and_matches_the_table() {
         assert!(on_disk.contains(&format!("export {}=\"{}\"", var.name, var.default)));
     }
 }
+
+#[test]
+fn a_service_default_replaces_the_table_default_but_not_the_file_or_the_environment() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("service.toml");
+    std::fs::write(&file, "[rate_limit]\nper_minute = 10\n").expect("write");
+    let config = Loader::from_pairs([
+        ("CONFIG_FILE", file.to_str().expect("utf-8")),
+        ("CACHE_TTL_SECONDS", "7"),
+    ])
+    .default_value("SERVICE_NAME", "payments")
+    .default_value("RATE_LIMIT_PER_MINUTE", "50")
+    .default_value("CACHE_TTL_SECONDS", "60")
+    .load()
+    .expect("valid");
+    assert_eq!(config.service.name, "payments", "the service's default");
+    assert_eq!(config.rate_limit.per_minute, 10, "the file wins over it");
+    assert_eq!(config.cache.ttl_seconds, 7, "the environment wins over it");
+
+    let problems = Loader::from_pairs([("GRPC_ADDR", "127.0.0.1:1")])
+        .default_value("RATE_LIMIT_PER_MINUTE", "many")
+        .default_value("NO_SUCH_VARIABLE", "x")
+        .load()
+        .expect_err("bad defaults")
+        .problems;
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("RATE_LIMIT_PER_MINUTE"))
+    );
+    assert!(problems.iter().any(|p| p.contains("NO_SUCH_VARIABLE")));
+}

@@ -201,6 +201,15 @@ impl Server {
         self
     }
 
+    /// The stack [`start`](Self::start) would build: [`PresetStack::from_config`] with the
+    /// descriptors given so far, on Redis when `REDIS_URL` is set (connected here, with
+    /// bounded retries). Build it yourself to keep a handle on a layer, such as the cache's
+    /// [`invalidator`](crate::cache::ResponseCacheLayer::invalidator), then pass it back
+    /// with [`stack`](Self::stack).
+    pub async fn preset_stack(&self) -> Result<PresetStack, ServeError> {
+        preset_stack(&self.config, &merge_descriptor_sets(&self.descriptors)).await
+    }
+
     /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
     pub async fn run(self, routes: Routes) -> Result<(), ServeError> {
         let running = self.start(routes).await?;
@@ -221,11 +230,7 @@ impl Server {
         let merged = merge_descriptor_sets(&descriptors);
         let stack = match stack {
             Some(stack) => stack,
-            None => {
-                let stack =
-                    PresetStack::from_config(&config, &merged).map_err(ServeError::Stack)?;
-                with_redis(stack, &config).await?
-            }
+            None => preset_stack(&config, &merged).await?,
         };
 
         let metrics_addr = match config.metrics.socket_addr() {
@@ -390,6 +395,14 @@ async fn with_redis(
         }),
         None => Ok(stack),
     }
+}
+
+async fn preset_stack(
+    config: &BlueprintConfig,
+    descriptors: &[u8],
+) -> Result<PresetStack, ServeError> {
+    let stack = PresetStack::from_config(config, descriptors).map_err(ServeError::Stack)?;
+    with_redis(stack, config).await
 }
 
 async fn start_metrics(addr: SocketAddr) -> Result<SocketAddr, ServeError> {

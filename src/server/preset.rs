@@ -12,7 +12,7 @@ use crate::timeout::TimeoutLayer;
 use crate::validation::RequestValidationLayer;
 use bytes::Bytes;
 use std::time::Duration;
-use tonic_blueprint_core::{BoxError, MethodRegistry};
+use tonic_blueprint_core::{BoxError, MethodPolicy, MethodRegistry};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
@@ -105,7 +105,7 @@ impl PresetStack {
                 config.timeout.request_seconds,
             ))),
             rate_limit: Some(
-                RateLimitLayer::new(quota)
+                RateLimitLayer::from_policy(per_method(&registry, quota))
                     .key(KeySource::Metadata(key))
                     .fallback_to_client_ip(true)
                     .with_registry(registry.clone()),
@@ -119,6 +119,17 @@ impl PresetStack {
             ),
         })
     }
+}
+
+/// `quota` for each known method on its own (`RATE_LIMIT_PER_MINUTE` is per caller and
+/// method), and as the shared default of unknown paths.
+fn per_method(registry: &MethodRegistry, quota: Quota) -> MethodPolicy<Quota> {
+    let mut policy = MethodPolicy::new(quota);
+    for (path, _) in registry.iter() {
+        // Paths from a descriptor set are always valid policy keys.
+        let _ = policy.set(path, quota);
+    }
+    policy
 }
 
 /// `layer` around `inner`, boxed; `inner` itself when the layer was removed.
