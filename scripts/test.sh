@@ -17,7 +17,26 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
 
-step "the README's example runs"
+step "the README's example runs: the payments service on its embedded defaults, and its client"
+cargo build --locked --quiet -p payments-example
+demo="$(mktemp -d)"
+root="$(pwd)"
+# In a fresh folder, so its embedded SQLite database (data/payments.db) starts empty.
+(cd "$demo" && GRPC_ADDR=127.0.0.1:0 METRICS_ADDR=off exec "$root/target/debug/payments" >"$demo/out" 2>"$demo/err") &
+server=$!
+for _ in $(seq 1 300); do
+  grep -q '^listening on ' "$demo/out" 2>/dev/null && break
+  kill -0 "$server" 2>/dev/null || { cat "$demo/err"; exit 1; }
+  sleep 0.1
+done
+addr="$(sed -n 's/^listening on //p' "$demo/out")"
+[ -n "$addr" ] || { echo "the payments service did not start"; cat "$demo/err"; exit 1; }
+target/debug/payments-client "http://$addr" readme-user
+kill -TERM "$server"
+wait "$server"
+rm -rf "$demo"
+
+step "the resilient-echo example runs"
 EXIT_AFTER_DEMO=1 GRPC_ADDR=127.0.0.1:0 METRICS_ADDR=127.0.0.1:0 cargo run --locked --quiet --example resilient-echo
 
 step "benchmarks compile"

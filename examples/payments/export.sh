@@ -1,0 +1,64 @@
+#!/bin/sh
+# Every environment variable tonic-blueprint services read, with its default.
+# Generated from tonic_blueprint::config::VARIABLES (a test keeps this file in step).
+# Source it and change what you need:  . ./export.sh
+
+# the service's name: cache key prefix, NATS subjects, logs
+export SERVICE_NAME="payments"
+
+# where the gRPC server listens
+export GRPC_ADDR="127.0.0.1:50051"
+
+# where /metrics is served; off to turn it off
+export METRICS_ADDR="127.0.0.1:9090"
+
+# how long in-flight RPCs may run after SIGTERM or SIGINT
+export SHUTDOWN_GRACE_SECONDS="30"
+
+# HTTP/2 keepalive ping interval
+export KEEPALIVE_INTERVAL_SECONDS="30"
+
+# how long a keepalive ping may go unanswered
+export KEEPALIVE_TIMEOUT_SECONDS="10"
+
+# postgres://... or sqlite://...; empty: the embedded SQLite default
+export DATABASE_URL=""
+
+# the pool's maximum size
+export DATABASE_MAX_CONNECTIONS="100"
+
+# redis://...; empty: in-process cache and rate limits
+export REDIS_URL=""
+
+# nats://...; empty: no events
+export NATS_URL=""
+
+# calls per minute per caller and method
+export RATE_LIMIT_PER_MINUTE="100"
+
+# the metadata naming the caller (else the peer IP)
+export RATE_LIMIT_KEY="x-user-id"
+
+# how long cached responses live
+export CACHE_TTL_SECONDS="300"
+
+# the in-process cache's size
+export CACHE_MAX_BYTES="67108864"
+
+# the server's deadline for a call (a shorter client deadline wins)
+export REQUEST_TIMEOUT_SECONDS="30"
+
+# the largest request message accepted
+export MAX_MESSAGE_BYTES="4194304"
+
+# pretty or json
+export LOG_FORMAT="pretty"
+
+# rotated log files here; empty: standard output
+export LOG_DIR=""
+
+# the log filter when RUST_LOG is not set
+export LOG_LEVEL="info"
+
+# An optional TOML file with the same settings by section; variables win.
+export CONFIG_FILE=""

@@ -1,0 +1,87 @@
+//! The payments service. With no environment at all it runs on its embedded defaults: gRPC
+//! on 127.0.0.1:50051, `/metrics` on 127.0.0.1:9090, SQLite in `data/payments.db`, the
+//! in-process cache and rate limiter, and no events. `REDIS_URL`, `NATS_URL` and a
+//! `postgres://` `DATABASE_URL` switch each part to the real thing; see `export.sh` here.
+//!
+//! Prints `listening on <addr>` once it serves; SIGTERM or Ctrl-C stops it gracefully.
+
+use payments_example::MIGRATIONS;
+use payments_example::announce::Announcer;
+use payments_example::hub::Hub;
+use payments_example::pb::DESCRIPTOR_SET;
+use payments_example::pb::payment_service_server::PaymentServiceServer;
+use payments_example::service::Payments;
+use payments_example::store::Store;
+use std::process::ExitCode;
+use tonic::service::Routes;
+use tonic_blueprint::config::Loader;
+use tonic_blueprint::db::{Database, DatabaseConfig};
+use tonic_blueprint::server::{Server, init_logging, shutdown_signal};
+
+/// The embedded database when `DATABASE_URL` is empty.
+const EMBEDDED_DATABASE: &str = "sqlite://data/payments.db";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("payments: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let config = payments_example::with_defaults(Loader::from_env()).load()?;
+    let _logs = init_logging(&config)?;
+
+    let database = Database::connect(&DatabaseConfig {
+        max_connections: config.database.max_connections,
+        migrations: Some(MIGRATIONS.into()),
+        ..DatabaseConfig::new(match config.database.url.trim() {
+            "" => EMBEDDED_DATABASE,
+            url => url,
+        })
+    })
+    .await?;
+    let store = Store::new(database.clone());
+    let hub = Hub::new();
+    let announcer = match config.nats.get() {
+        Some(url) => Announcer::connect(url, store.clone(), hub.clone()).await?,
+        None => Announcer::local(store.clone(), hub.clone()),
+    };
+    let relay = announcer.publishes().then(|| announcer.spawn_relay());
+
+    let server = Server::new(config).descriptors(DESCRIPTOR_SET);
+    let stack = server.preset_stack().await?;
+    let invalidator = stack.cache.as_ref().map(|cache| cache.invalidator());
+    let routes = Routes::new(PaymentServiceServer::new(Payments::new(
+        store,
+        announcer.clone(),
+        hub,
+        invalidator,
+    )));
+    let running = server
+        .stack(stack)
+        .on_shutdown(async move {
+            if let Some(relay) = relay {
+                relay.abort();
+            }
+            if let Some(events) = announcer.events()
+                && let Err(e) = events.drain().await
+            {
+                tracing::warn!(error = %e, "NATS did not drain");
+            }
+            database.close().await;
+        })
+        .start(routes)
+        .await?;
+    println!("listening on {}", running.local_addr());
+    if let Some(metrics) = running.metrics_addr() {
+        println!("metrics on http://{metrics}/metrics");
+    }
+    shutdown_signal().await;
+    running.shutdown().await?;
+    Ok(())
+}

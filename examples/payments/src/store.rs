@@ -1,0 +1,217 @@
+//! The `pay_payment` table through the kit's database helper: portable SQL (`$1`
+//! placeholders) for PostgreSQL and SQLite, every statement named, timed and bounded by the
+//! caller's deadline.
+
+use crate::pb::{Payment, PaymentStatus};
+use tonic_blueprint::core::Deadline;
+use tonic_blueprint::db::{Database, DbError, Query, Row, table_name};
+
+/// What a new payment is made of.
+#[derive(Clone, Debug)]
+pub struct NewPayment {
+    /// Whose payment.
+    pub user_id: String,
+    /// Amount in cents.
+    pub amount_cents: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Free text.
+    pub description: String,
+    /// The creating call's `x-request-id`, carried by the event.
+    pub request_id: String,
+}
+
+/// A payment whose created event is not acknowledged yet.
+#[derive(Clone, Debug)]
+pub struct Unpublished {
+    /// The payment.
+    pub payment: Payment,
+    /// The creating call's `x-request-id`.
+    pub request_id: String,
+}
+
+/// The payments table.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: Database,
+    table: String,
+}
+
+const COLUMNS: &str = "id, user_id, amount_cents, currency, description, status, created_at_ms";
+
+impl Store {
+    /// The store on `db` (migrated with [`crate::MIGRATIONS`]).
+    pub fn new(db: Database) -> Self {
+        let table = table_name("pay", "payment").unwrap_or_else(|_| "pay_payment".to_owned());
+        Self { db, table }
+    }
+
+    /// The database handle.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Records a new payment. `published`: no event is due (events are off), so the relay
+    /// never announces it.
+    pub async fn create(
+        &self,
+        new: NewPayment,
+        published: bool,
+        deadline: Option<&Deadline>,
+    ) -> Result<Payment, DbError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let created_at_ms = i64::try_from(now.as_millis()).unwrap_or(i64::MAX);
+        let id = uuid::Uuid::now_v7().hyphenated().to_string();
+        let query = Query::new(format!(
+            "INSERT INTO {} ({COLUMNS}, request_id, event_published) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            self.table
+        ))
+        .bind(id.as_str())
+        .bind(new.user_id.as_str())
+        .bind(new.amount_cents)
+        .bind(new.currency.as_str())
+        .bind(new.description.as_str())
+        .bind(status_name(PaymentStatus::Accepted))
+        .bind(created_at_ms)
+        .bind(new.request_id.as_str())
+        .bind(i64::from(published));
+        self.db.execute("insert_payment", deadline, query).await?;
+        Ok(Payment {
+            id,
+            user_id: new.user_id,
+            amount_cents: new.amount_cents,
+            currency: new.currency,
+            description: new.description,
+            status: PaymentStatus::Accepted as i32,
+            created_at: Some(timestamp(created_at_ms)),
+        })
+    }
+
+    /// One payment.
+    pub async fn get(
+        &self,
+        id: &str,
+        deadline: Option<&Deadline>,
+    ) -> Result<Option<Payment>, DbError> {
+        let query = Query::new(format!(
+            "SELECT {COLUMNS} FROM {} WHERE id = $1",
+            self.table
+        ))
+        .bind(id);
+        self.db
+            .fetch_optional("get_payment", deadline, query)
+            .await?
+            .map(|row| payment(&row))
+            .transpose()
+    }
+
+    /// Up to `limit` of a user's payments older than `before` (an id), newest first.
+    pub async fn list(
+        &self,
+        user_id: &str,
+        before: Option<&str>,
+        limit: i64,
+        deadline: Option<&Deadline>,
+    ) -> Result<Vec<Payment>, DbError> {
+        let query = match before {
+            Some(before) => Query::new(format!(
+                "SELECT {COLUMNS} FROM {} WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+                self.table
+            ))
+            .bind(user_id)
+            .bind(before)
+            .bind(limit),
+            None => Query::new(format!(
+                "SELECT {COLUMNS} FROM {} WHERE user_id = $1 ORDER BY id DESC LIMIT $2",
+                self.table
+            ))
+            .bind(user_id)
+            .bind(limit),
+        };
+        let rows = self.db.fetch_all("list_payments", deadline, query).await?;
+        rows.iter().map(payment).collect()
+    }
+
+    /// Up to `limit` of a user's payments newer than `after` (an id), oldest first: what a
+    /// watcher that fell behind missed.
+    pub async fn newer_than(
+        &self,
+        user_id: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<Payment>, DbError> {
+        let query = Query::new(format!(
+            "SELECT {COLUMNS} FROM {} WHERE user_id = $1 AND id > $2 ORDER BY id ASC LIMIT $3",
+            self.table
+        ))
+        .bind(user_id)
+        .bind(after)
+        .bind(limit);
+        let rows = self
+            .db
+            .fetch_all("payments_newer_than", None, query)
+            .await?;
+        rows.iter().map(payment).collect()
+    }
+
+    /// Up to `limit` payments whose event is still due, oldest first.
+    pub async fn unpublished(&self, limit: i64) -> Result<Vec<Unpublished>, DbError> {
+        let query = Query::new(format!(
+            "SELECT {COLUMNS}, request_id FROM {} WHERE event_published = 0 ORDER BY id ASC LIMIT $1",
+            self.table
+        ))
+        .bind(limit);
+        let rows = self
+            .db
+            .fetch_all("unpublished_payments", None, query)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Unpublished {
+                    payment: payment(row)?,
+                    request_id: row.try_get("request_id")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records that the payment's event was acknowledged.
+    pub async fn mark_published(&self, id: &str) -> Result<(), DbError> {
+        let query = Query::new(format!(
+            "UPDATE {} SET event_published = 1 WHERE id = $1",
+            self.table
+        ))
+        .bind(id);
+        self.db
+            .execute("mark_payment_published", None, query)
+            .await?;
+        Ok(())
+    }
+}
+
+fn payment(row: &Row) -> Result<Payment, DbError> {
+    let status: String = row.try_get("status")?;
+    Ok(Payment {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        amount_cents: row.try_get("amount_cents")?,
+        currency: row.try_get("currency")?,
+        description: row.try_get("description")?,
+        status: PaymentStatus::from_str_name(&status).unwrap_or(PaymentStatus::Unspecified) as i32,
+        created_at: Some(timestamp(row.try_get("created_at_ms")?)),
+    })
+}
+
+fn status_name(status: PaymentStatus) -> &'static str {
+    status.as_str_name()
+}
+
+/// Milliseconds since the epoch as a protobuf timestamp.
+pub fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+    }
+}

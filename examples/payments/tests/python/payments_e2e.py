@@ -1,0 +1,403 @@
+"""End-to-end test of the payments server with a client that is not tonic.
+
+Drives a running `payments` server with Python grpcio, from stubs that grpcio-tools generates
+at start-up from the service's .proto files, and checks what the layers promise on the wire:
+validation details, rate limiting with RetryInfo, the response cache and its invalidation,
+request-id echo, the server stream and health.
+
+Usage: python payments_e2e.py --addr 127.0.0.1:PORT --proto-root /path/to/proto
+
+The server must run with RATE_LIMIT_PER_MINUTE=5: every scenario sends its own `x-user-id`
+and makes at most 5 calls per method per user id, except the rate-limit scenario.
+Prints one line per scenario passed; exits non-zero on the first failure.
+"""
+
+import argparse
+import importlib.resources
+import itertools
+import os
+import queue
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+
+import grpc
+
+DEADLINE = 10.0  # seconds, on every RPC
+SERVICE = "payments.v1.PaymentService"
+RUN = uuid.uuid4().hex[:8]  # keeps user ids unique across runs against one server
+
+_request_ids = itertools.count(1)
+
+
+class Failure(Exception):
+    """A scenario's check failed."""
+
+
+def check(condition, message):
+    if not condition:
+        raise Failure(message)
+
+
+def generate_stubs(proto_root, out_dir):
+    """Compiles the service's protos into out_dir and puts it on sys.path."""
+    from grpc_tools import protoc
+
+    well_known = str(importlib.resources.files("grpc_tools") / "_proto")
+    args = [
+        "grpc_tools.protoc",
+        f"-I{proto_root}",
+        f"-I{os.path.join(proto_root, 'third_party')}",
+        f"-I{well_known}",
+        f"--python_out={out_dir}",
+        f"--grpc_python_out={out_dir}",
+        "payments/v1/payments.proto",
+        "buf/validate/validate.proto",
+    ]
+    code = protoc.main(args)
+    if code != 0:
+        raise Failure(f"grpc_tools.protoc failed with exit code {code}: {' '.join(args)}")
+    sys.path.insert(0, out_dir)
+
+
+def user(scenario):
+    return f"py-e2e-{RUN}-{scenario}"
+
+
+def metadata(user_id):
+    """x-user-id and a fresh x-request-id; returns (metadata, request_id)."""
+    request_id = f"py-e2e-{next(_request_ids)}"
+    return (("x-user-id", user_id), ("x-request-id", request_id)), request_id
+
+
+def md_get(md, key):
+    for k, v in md or ():
+        if k == key:
+            return v
+    return None
+
+
+def call(method, request, user_id):
+    """A unary call that must succeed; returns (response, initial metadata as a dict)."""
+    md, request_id = metadata(user_id)
+    try:
+        response, rpc = method.with_call(request, metadata=md, timeout=DEADLINE)
+    except grpc.RpcError as err:
+        raise Failure(
+            f"{method_name(method)} for {user_id}: unexpected {err.code()}: {err.details()}"
+        ) from None
+    initial = dict(rpc.initial_metadata())
+    echoed = initial.get("x-request-id")
+    check(
+        echoed == request_id,
+        f"{method_name(method)}: x-request-id {request_id!r} not echoed, got {echoed!r}",
+    )
+    return response, initial
+
+
+def call_error(method, request, user_id, code):
+    """A unary call that must fail with `code`; returns the grpc.RpcError (also a grpc.Call)."""
+    md, request_id = metadata(user_id)
+    try:
+        response = method(request, metadata=md, timeout=DEADLINE)
+    except grpc.RpcError as err:
+        check(
+            err.code() == code,
+            f"{method_name(method)}: expected {code}, got {err.code()}: {err.details()}",
+        )
+        # A trailers-only error carries its headers in the trailers.
+        echoed = md_get(err.initial_metadata(), "x-request-id") or md_get(
+            err.trailing_metadata(), "x-request-id"
+        )
+        check(
+            echoed == request_id,
+            f"{method_name(method)} ({code}): x-request-id {request_id!r} not echoed, "
+            f"got {echoed!r}",
+        )
+        return err
+    raise Failure(f"{method_name(method)}: expected {code}, got OK: {response}")
+
+
+def method_name(method):
+    name = getattr(method, "_method", None)  # grpcio's multi-callables keep the path
+    if isinstance(name, bytes):
+        name = name.decode()
+    return name or "RPC"
+
+
+def rich_status(err):
+    """The google.rpc.Status in grpc-status-details-bin, checked against the call's status."""
+    from grpc_status import rpc_status
+
+    try:
+        status = rpc_status.from_call(err)
+    except ValueError as mismatch:
+        raise Failure(f"grpc-status-details-bin disagrees with grpc-status: {mismatch}") from None
+    check(
+        status is not None,
+        f"{err.code()} without grpc-status-details-bin; trailers: {err.trailing_metadata()}",
+    )
+    return status
+
+
+def unpack_details(status, message_type):
+    found = []
+    for detail in status.details:
+        if detail.Is(message_type.DESCRIPTOR):
+            message = message_type()
+            detail.Unpack(message)
+            found.append(message)
+    return found
+
+
+# --- scenarios -------------------------------------------------------------------------------
+
+
+def scenario_health(channel, pb, pb_grpc):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    stub = health_pb2_grpc.HealthStub(channel)
+    for service in ("", SERVICE):
+        response, _ = call(stub.Check, health_pb2.HealthCheckRequest(service=service), user("health"))
+        check(
+            response.status == health_pb2.HealthCheckResponse.SERVING,
+            f"health of {service!r}: {health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)}",
+        )
+
+
+def scenario_create_and_get(channel, pb, pb_grpc):
+    stub = pb_grpc.PaymentServiceStub(channel)
+    u = user("create-get")
+    request = pb.CreatePaymentRequest(
+        user_id=u, amount_cents=1250, currency="EUR", description="coffee beans"
+    )
+    created, _ = call(stub.CreatePayment, request, u)
+    check(created.id != "", f"CreatePayment returned no id: {created}")
+    check(created.user_id == u, f"CreatePayment user_id {created.user_id!r}, want {u!r}")
+    check(created.amount_cents == 1250, f"CreatePayment amount_cents {created.amount_cents}")
+    check(created.currency == "EUR", f"CreatePayment currency {created.currency!r}")
+    check(created.description == "coffee beans", f"description {created.description!r}")
+    check(
+        created.status == pb.PAYMENT_STATUS_ACCEPTED,
+        f"CreatePayment status {pb.PaymentStatus.Name(created.status)}",
+    )
+    check(
+        created.HasField("created_at") and created.created_at.seconds > 0,
+        f"CreatePayment created_at not set: {created.created_at}",
+    )
+
+    get = pb.GetPaymentRequest(id=created.id)
+    first, md1 = call(stub.GetPayment, get, u)
+    check(first == created, f"GetPayment returned {first}, created {created}")
+    check(md1.get("x-cache") == "miss", f"first GetPayment: x-cache {md1.get('x-cache')!r}, want 'miss'")
+    second, md2 = call(stub.GetPayment, get, u)
+    check(second == created, f"cached GetPayment returned {second}, created {created}")
+    check(md2.get("x-cache") == "hit", f"second GetPayment: x-cache {md2.get('x-cache')!r}, want 'hit'")
+
+
+def scenario_get_not_found(channel, pb, pb_grpc):
+    stub = pb_grpc.PaymentServiceStub(channel)
+    call_error(
+        stub.GetPayment,
+        pb.GetPaymentRequest(id=str(uuid.uuid4())),
+        user("not-found"),
+        grpc.StatusCode.NOT_FOUND,
+    )
+
+
+def scenario_validation(channel, pb, pb_grpc):
+    from google.rpc import error_details_pb2
+
+    stub = pb_grpc.PaymentServiceStub(channel)
+    err = call_error(
+        stub.CreatePayment,
+        pb.CreatePaymentRequest(user_id="", amount_cents=0, currency="usd"),
+        user("validation"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    check(
+        not err.initial_metadata(),
+        f"a validation failure must be trailers-only; initial metadata: {err.initial_metadata()}",
+    )
+    status = rich_status(err)
+    check(
+        status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0],
+        f"google.rpc.Status code {status.code}",
+    )
+    bad_requests = unpack_details(status, error_details_pb2.BadRequest)
+    check(
+        len(bad_requests) == 1,
+        f"want one google.rpc.BadRequest detail, got {len(bad_requests)}: "
+        f"{[d.type_url for d in status.details]}",
+    )
+    violations = bad_requests[0].field_violations
+    fields = {v.field for v in violations}
+    for field in ("user_id", "amount_cents", "currency"):
+        check(field in fields, f"no violation for {field!r}; violations: {list(violations)}")
+    for v in violations:
+        check(v.description != "", f"violation of {v.field!r} has no description")
+
+
+def scenario_rate_limit(channel, pb, pb_grpc):
+    from google.rpc import error_details_pb2
+
+    stub = pb_grpc.PaymentServiceStub(channel)
+    u = user("rate-limit")
+    request = pb.CreatePaymentRequest(user_id=u, amount_cents=100, currency="USD")
+    for i in range(5):
+        call(stub.CreatePayment, request, u)
+    err = call_error(stub.CreatePayment, request, u, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    status = rich_status(err)
+    retry = unpack_details(status, error_details_pb2.RetryInfo)
+    check(
+        len(retry) == 1,
+        f"want one google.rpc.RetryInfo detail, got {len(retry)}: "
+        f"{[d.type_url for d in status.details]}",
+    )
+    delay = retry[0].retry_delay
+    check(
+        delay.seconds > 0 or (delay.seconds == 0 and delay.nanos > 0),
+        f"RetryInfo.retry_delay not positive: {delay}",
+    )
+    # The quota is per method and per caller: other methods and other users still pass.
+    try:
+        call(stub.ListPayments, pb.ListPaymentsRequest(user_id=u), u)
+    except Failure as failure:
+        raise Failure(
+            "the quota must be per method: ListPayments for a user whose CreatePayment quota "
+            f"is spent must still pass, but: {failure}"
+        ) from None
+    other = user("rate-limit-other")
+    call(stub.CreatePayment, pb.CreatePaymentRequest(user_id=other, amount_cents=100, currency="USD"), other)
+
+
+def scenario_list_invalidation(channel, pb, pb_grpc):
+    stub = pb_grpc.PaymentServiceStub(channel)
+    u = user("list")
+    create = pb.CreatePaymentRequest(user_id=u, amount_cents=500, currency="GBP")
+    p1, _ = call(stub.CreatePayment, create, u)
+    page = pb.ListPaymentsRequest(user_id=u)
+
+    listed, md = call(stub.ListPayments, page, u)
+    check(md.get("x-cache") == "miss", f"first ListPayments: x-cache {md.get('x-cache')!r}, want 'miss'")
+    check([p.id for p in listed.payments] == [p1.id], f"ListPayments: {listed}, want [{p1.id}]")
+    again, md = call(stub.ListPayments, page, u)
+    check(md.get("x-cache") == "hit", f"second ListPayments: x-cache {md.get('x-cache')!r}, want 'hit'")
+    check(again == listed, f"cached ListPayments {again} differs from {listed}")
+
+    p2, _ = call(stub.CreatePayment, create, u)
+    after, md = call(stub.ListPayments, page, u)
+    check(
+        md.get("x-cache") == "miss",
+        f"ListPayments after CreatePayment: x-cache {md.get('x-cache')!r}, want 'miss' "
+        "(the user's cached pages were not dropped)",
+    )
+    ids = [p.id for p in after.payments]
+    check(ids == [p2.id, p1.id], f"ListPayments after CreatePayment: ids {ids}, want newest first {[p2.id, p1.id]}")
+
+
+def scenario_watch(channel, pb, pb_grpc):
+    stub = pb_grpc.PaymentServiceStub(channel)
+    u = user("watch")
+    md, request_id = metadata(u)
+    stream = stub.WatchPayments(pb.WatchPaymentsRequest(user_id=u), metadata=md, timeout=DEADLINE)
+    received = queue.Queue()
+
+    def read():
+        try:
+            for payment in stream:
+                received.put(("payment", payment))
+        except grpc.RpcError as err:
+            received.put(("error", err))
+        else:
+            received.put(("end", None))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    created = set()
+    item = None
+    try:
+        # No readiness signal: create payments until the open stream yields one.
+        deadline = time.monotonic() + DEADLINE
+        n = 0
+        while item is None and time.monotonic() < deadline:
+            n += 1
+            # The rate limit keys on x-user-id, not on the body's user_id: one key per call.
+            payment, _ = call(
+                stub.CreatePayment,
+                pb.CreatePaymentRequest(user_id=u, amount_cents=n, currency="JPY"),
+                f"{u}-creator-{n}",
+            )
+            created.add(payment.id)
+            try:
+                item = received.get(timeout=0.2)
+            except queue.Empty:
+                pass
+        check(item is not None, f"WatchPayments yielded nothing in {DEADLINE:.0f} s after {n} creates")
+        kind, value = item
+        if kind == "error":
+            raise Failure(f"WatchPayments failed: {value.code()}: {value.details()}")
+        check(kind == "payment", "WatchPayments ended before yielding a payment")
+        check(value.user_id == u, f"WatchPayments yielded user_id {value.user_id!r}, want {u!r}")
+        check(value.id in created, f"WatchPayments yielded {value.id}, not one of the created {sorted(created)}")
+        echoed = md_get(stream.initial_metadata(), "x-request-id")
+        check(echoed == request_id, f"WatchPayments: x-request-id {request_id!r} not echoed, got {echoed!r}")
+    finally:
+        stream.cancel()
+        reader.join(timeout=DEADLINE)
+    check(not reader.is_alive(), "WatchPayments reader still running after cancel")
+
+
+SCENARIOS = [
+    ("health", scenario_health),
+    ("create and get (cache miss then hit)", scenario_create_and_get),
+    ("get unknown id is NOT_FOUND", scenario_get_not_found),
+    ("validation details (BadRequest)", scenario_validation),
+    ("rate limit (RetryInfo)", scenario_rate_limit),
+    ("list cache dropped by create", scenario_list_invalidation),
+    ("watch payments stream", scenario_watch),
+]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--addr", required=True, help="host:port of the payments server")
+    parser.add_argument("--proto-root", required=True, help="the workspace's proto directory")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="payments-e2e-stubs-") as out_dir:
+        try:
+            generate_stubs(args.proto_root, out_dir)
+            from payments.v1 import payments_pb2 as pb
+            from payments.v1 import payments_pb2_grpc as pb_grpc
+        except Exception as err:  # noqa: BLE001 - report any set-up failure the same way
+            print(f"FAIL setup: cannot generate or import the stubs: {err}", file=sys.stderr)
+            traceback.print_exc()
+            return 1
+
+        with grpc.insecure_channel(args.addr) as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=DEADLINE)
+            except grpc.FutureTimeoutError:
+                print(f"FAIL setup: no connection to {args.addr} in {DEADLINE:.0f} s", file=sys.stderr)
+                return 1
+            for name, scenario in SCENARIOS:
+                try:
+                    scenario(channel, pb, pb_grpc)
+                except Failure as failure:
+                    print(f"FAIL {name}: {failure}", file=sys.stderr)
+                    return 1
+                except Exception:  # noqa: BLE001 - an unexpected error is a failure too
+                    print(f"FAIL {name}: unexpected error", file=sys.stderr)
+                    traceback.print_exc()
+                    return 1
+                print(f"ok {name}", flush=True)
+    print(f"all {len(SCENARIOS)} scenarios passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
