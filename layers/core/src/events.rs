@@ -117,6 +117,27 @@ pub fn cache_operation(
     );
 }
 
+/// Milliseconds with microsecond precision: `0.476`, not `0.47610699999999995`.
 fn duration_ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+    let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    micros as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration_ms;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_are_milliseconds_with_microsecond_precision() {
+        assert_eq!(
+            duration_ms(Duration::from_nanos(476_107)).to_string(),
+            "0.476"
+        );
+        assert_eq!(
+            duration_ms(Duration::from_millis(1_500)).to_string(),
+            "1500"
+        );
+        assert_eq!(duration_ms(Duration::ZERO).to_string(), "0");
+    }
 }
