@@ -31,6 +31,12 @@
 //! address. On SIGTERM or SIGINT it marks every service NOT_SERVING first, stops accepting
 //! connections, lets in-flight calls finish within the grace period, then runs the shutdown
 //! hooks (drain NATS, close the pool) and returns.
+//!
+//! With `REDIS_URL` set (feature `redis`), the preset's cache becomes two-tier (moka in front
+//! of Redis) and its rate limits are shared through Redis by every replica. With `NATS_URL`
+//! set too (feature `nats`), the cache's invalidations are broadcast on
+//! [`invalidation_subject`] so every replica drops its local copy at once; without NATS a
+//! replica's local copy lives at most [`LOCAL_TIER_TTL`].
 
 mod any_body;
 mod preset;
@@ -39,7 +45,7 @@ mod redis;
 
 pub use preset::{BoxedService, PresetStack, StackError};
 #[cfg(feature = "redis")]
-pub use redis::{LOCAL_TIER_TTL, connect_redis};
+pub use redis::{LOCAL_TIER_TTL, connect_redis, invalidation_subject};
 
 use crate::config::BlueprintConfig;
 use crate::telemetry::{self, FileOutput, LogFormat, TelemetryConfig, TelemetryGuard};
@@ -374,7 +380,7 @@ async fn with_redis(
     match config.redis.get() {
         Some(url) => {
             let client = redis::connect_redis(url, 5).await?;
-            Ok(redis::on_redis(stack, config, client))
+            redis::on_redis(stack, config, client).await
         }
         None => Ok(stack),
     }

@@ -57,23 +57,65 @@ pub async fn connect_redis(url: &str, attempts: u32) -> Result<Client, ServeErro
 }
 
 /// The stack with its cache and rate limiter on Redis.
-pub(super) fn on_redis(
+pub(super) async fn on_redis(
     mut stack: PresetStack,
     config: &BlueprintConfig,
     client: Client,
-) -> PresetStack {
+) -> Result<PresetStack, ServeError> {
     let service = &config.service.name;
-    stack.cache = stack.cache.map(|cache| {
-        cache.store(TwoTierStore::new(
+    if let Some(cache) = stack.cache.take() {
+        let store = TwoTierStore::new(
             MokaStore::new(config.cache.max_bytes),
             RedisStore::new(client.clone(), format!("{service}:cache:")),
             LOCAL_TIER_TTL,
-        ))
-    });
+        );
+        stack.cache = Some(cache.store(broadcast(store, config).await?));
+    }
     stack.rate_limit = stack
         .rate_limit
         .map(|limit| limit.redis(RedisBackend::new(client, format!("{service}:ratelimit:"))));
-    stack
+    Ok(stack)
+}
+
+/// The subject replicas announce their cache invalidations on: `<service>.cache.invalidated`.
+pub fn invalidation_subject(service: &str) -> String {
+    format!("{service}.cache.invalidated")
+}
+
+/// With `NATS_URL` set, the two-tier cache's invalidations reach every replica over NATS
+/// ([`invalidation_subject`]): a replica drops its local copy at once instead of keeping it
+/// for up to [`LOCAL_TIER_TTL`].
+#[cfg(feature = "nats")]
+async fn broadcast(
+    store: TwoTierStore,
+    config: &BlueprintConfig,
+) -> Result<TwoTierStore, ServeError> {
+    let Some(url) = config.nats.get() else {
+        return Ok(store);
+    };
+    let failed = |error: String| ServeError::Dependency {
+        name: "NATS",
+        target: "NATS_URL".to_owned(),
+        attempts: 1,
+        error,
+    };
+    let client = tokio::time::timeout(Duration::from_secs(10), async_nats::connect(url))
+        .await
+        .map_err(|_| failed("no connection within 10 s".to_owned()))?
+        .map_err(|e| failed(e.to_string()))?;
+    store
+        .broadcast_over_nats(client, invalidation_subject(&config.service.name))
+        .await
+        .map_err(|e| failed(e.to_string()))
+}
+
+/// Without the `nats` feature the local tier lives out [`LOCAL_TIER_TTL`].
+#[cfg(not(feature = "nats"))]
+async fn broadcast(
+    store: TwoTierStore,
+    _config: &BlueprintConfig,
+) -> Result<TwoTierStore, ServeError> {
+    Ok(store)
 }
 
 /// `redis://user:secret@host:6379/0` as `host:6379`: never log a password.

@@ -30,3 +30,12 @@ pub const MIGRATIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
 pub fn with_defaults(loader: tonic_blueprint::config::Loader) -> tonic_blueprint::config::Loader {
     loader.default_value("SERVICE_NAME", SERVICE)
 }
+
+/// The response metadata `name` as text, `-` when absent or not text.
+pub fn metadata_text<'a, T>(response: &'a tonic::Response<T>, name: &str) -> &'a str {
+    response
+        .metadata()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+}

@@ -8,8 +8,9 @@ mod common;
 use common::PaymentsProcess;
 use fred::prelude::*;
 use futures_util::StreamExt;
+use payments_example::metadata_text;
 use payments_example::pb::payment_service_client::PaymentServiceClient;
-use payments_example::pb::{CreatePaymentRequest, GetPaymentRequest};
+use payments_example::pb::{CreatePaymentRequest, GetPaymentRequest, ListPaymentsRequest};
 use std::time::Duration;
 use tonic::Request;
 use tonic_blueprint::db::{Database, DatabaseConfig, Query};
@@ -30,6 +31,18 @@ fn create(user: &str, request_id: &str, cents: i64) -> Request<CreatePaymentRequ
     request
         .metadata_mut()
         .insert("x-request-id", request_id.parse().expect("ascii"));
+    request
+}
+
+fn list(user: &str) -> Request<ListPaymentsRequest> {
+    let mut request = Request::new(ListPaymentsRequest {
+        user_id: user.to_owned(),
+        page_size: 10,
+        page_token: String::new(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-user-id", user.parse().expect("ascii"));
     request
 }
 
@@ -113,12 +126,13 @@ async fn postgres_redis_and_nats_are_used_and_no_event_is_lost() {
         .expect("subscribe");
     watcher.flush().await.expect("flush");
 
-    let server = PaymentsProcess::start(&[
+    let backends = [
         ("SERVICE_NAME", prefix.clone()),
         ("DATABASE_URL", database_url),
         ("REDIS_URL", "redis://127.0.0.1:6379".to_owned()),
         ("NATS_URL", nats.url()),
-    ]);
+    ];
+    let server = PaymentsProcess::start(&backends);
     let mut client = PaymentServiceClient::connect(server.uri.clone())
         .await
         .expect("connect");
@@ -173,6 +187,40 @@ async fn postgres_redis_and_nats_are_used_and_no_event_is_lost() {
         .await
         .expect("KEYS");
     assert!(!limit_keys.is_empty(), "rate-limit counters in Redis");
+
+    // A second replica on the same Redis and NATS: its CreatePayment drops the first
+    // replica's local copy of the user's page through the NATS broadcast, well before the
+    // local tier's 5 s TTL would have.
+    let replica = PaymentsProcess::start(&backends);
+    let mut other = PaymentServiceClient::connect(replica.uri.clone())
+        .await
+        .expect("connect");
+    for expected in ["miss", "hit"] {
+        let page = client.list_payments(list("bob")).await.expect("list");
+        assert_eq!(metadata_text(&page, "x-cache"), expected);
+    }
+    let bobs = other
+        .create_payment(create("bob", "it-create-bob", 900))
+        .await
+        .expect("create on the other replica")
+        .into_inner();
+    let _ = next_event(&mut events).await;
+    // The broadcast is asynchronous: ask again every 50 ms, for at most 2 s.
+    let started = std::time::Instant::now();
+    let mut every = tokio::time::interval(Duration::from_millis(50));
+    let fresh = loop {
+        every.tick().await;
+        let page = client.list_payments(list("bob")).await.expect("list");
+        if metadata_text(&page, "x-cache") == "miss" {
+            break page.into_inner();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the first replica still serves its local copy"
+        );
+    };
+    assert_eq!(fresh.payments[0].id, bobs.id);
+    assert!(replica.stop().success());
 
     // NATS down: the payment is still made; the relay announces it after the restart.
     nats.kill();

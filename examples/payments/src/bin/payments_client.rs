@@ -4,6 +4,7 @@
 //!
 //! `cargo run -p payments-example --bin payments-client -- [http://127.0.0.1:50051] [user]`
 
+use payments_example::metadata_text;
 use payments_example::pb::payment_service_client::PaymentServiceClient;
 use payments_example::pb::{
     CreatePaymentRequest, GetPaymentRequest, ListPaymentsRequest, Payment, WatchPaymentsRequest,
@@ -39,15 +40,6 @@ fn show(payment: &Payment) -> String {
     )
 }
 
-fn header<T>(response: &tonic::Response<T>, name: &str) -> String {
-    response
-        .metadata()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned()
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -73,7 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "created  {} (x-request-id {})",
         show(created.get_ref()),
-        header(&created, "x-request-id")
+        metadata_text(&created, "x-request-id")
     );
     let id = created.into_inner().id;
 
@@ -88,7 +80,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "fetched  {} (x-cache {})",
             show(got.get_ref()),
-            header(&got, "x-cache")
+            metadata_text(&got, "x-cache")
         );
     }
 
@@ -106,7 +98,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "listed   {} payment(s) (x-cache {}, next page {:?})",
         page.get_ref().payments.len(),
-        header(&page, "x-cache"),
+        metadata_text(&page, "x-cache"),
         page.get_ref().next_page_token
     );
 
