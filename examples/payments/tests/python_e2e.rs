@@ -11,30 +11,12 @@
 //! Needs `python3` (3.11) on PATH and PyPI reachable on the first run; it fails, never skips,
 //! without them.
 
+mod common;
+
+use common::PaymentsProcess;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
-
-/// How long the server may take to print its `listening on` line.
-const STARTUP: Duration = Duration::from_secs(60);
-/// How long the server may take to exit after SIGTERM.
-const SHUTDOWN: Duration = Duration::from_secs(20);
-
-/// Kills (SIGKILL) and reaps the server if the test panics before stopping it.
-struct ServerGuard(Option<Child>);
-
-impl Drop for ServerGuard {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+use std::process::{Command, Output};
 
 fn python_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
@@ -97,81 +79,20 @@ fn venv_python() -> PathBuf {
     python
 }
 
-/// Starts the server and returns it with the address from its first `listening on` line.
-fn start_server(db_dir: &Path) -> (ServerGuard, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_payments"))
-        .env("GRPC_ADDR", "127.0.0.1:0")
-        .env("METRICS_ADDR", "off")
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", db_dir.join("payments.db").display()),
-        )
-        .env("RATE_LIMIT_PER_MINUTE", "5")
-        .env("LOG_LEVEL", "warn")
-        .env("REDIS_URL", "")
-        .env("NATS_URL", "")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the payments binary");
-    let stdout = child.stdout.take().expect("the server's stdout is piped");
-    let guard = ServerGuard(Some(child));
-
-    // A thread reads stdout for the whole run, so the server never blocks on a full pipe.
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut announced = false;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if !announced && let Some(addr) = line.strip_prefix("listening on ") {
-                announced = true;
-                let _ = tx.send(addr.trim().to_owned());
-            } else {
-                eprintln!("server stdout: {line}");
-            }
-        }
-    });
-    match rx.recv_timeout(STARTUP) {
-        Ok(addr) => (guard, addr),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            panic!("the server closed its stdout (exited?) before printing `listening on`")
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("the server printed no `listening on` line within {STARTUP:?}")
-        }
-    }
-}
-
-/// SIGTERM, then waits for a clean exit.
-fn stop_server(mut guard: ServerGuard) {
-    let mut child = guard.0.take().expect("the server is running");
-    run(
-        Command::new("kill").args(["-TERM", &child.id().to_string()]),
-        "kill -TERM",
-    );
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the server") {
-            break status;
-        }
-        if started.elapsed() > SHUTDOWN {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the server did not exit within {SHUTDOWN:?} of SIGTERM");
-        }
-        thread::sleep(Duration::from_millis(50));
-    };
-    assert!(
-        status.success(),
-        "the server exited with {status} after SIGTERM"
-    );
-}
-
 #[test]
 fn python_grpcio_client_end_to_end() {
     let python = venv_python();
     let db_dir = tempfile::tempdir().expect("create a temporary directory for the database");
-    let (server, addr) = start_server(db_dir.path());
+    let server = PaymentsProcess::start(&[
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}", db_dir.path().join("payments.db").display()),
+        ),
+        ("RATE_LIMIT_PER_MINUTE", "5".to_owned()),
+        ("REDIS_URL", String::new()),
+        ("NATS_URL", String::new()),
+    ]);
+    let addr = server.uri.trim_start_matches("http://").to_owned();
 
     let proto_root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../proto")
@@ -189,5 +110,9 @@ fn python_grpcio_client_end_to_end() {
     );
     print!("{}", String::from_utf8_lossy(&output.stdout));
 
-    stop_server(server);
+    let status = server.stop();
+    assert!(
+        status.success(),
+        "the server exited with {status} after SIGTERM"
+    );
 }
