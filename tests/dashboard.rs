@@ -1,7 +1,7 @@
 //! The Grafana dashboard in examples/grafana: valid JSON, every query valid PromQL
 //! (`promtool check rules`), and every metric it queries one the blueprint records.
 
-use std::process::Command;
+use tonic_blueprint_testkit::prom::promtool;
 
 const DASHBOARD: &str = include_str!("../examples/grafana/tonic-blueprint-dashboard.json");
 
@@ -35,17 +35,9 @@ fn every_query_is_valid_promql() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("rules.yml");
     std::fs::write(&path, rules).expect("write rules");
-    let output = Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(&path)
-        .output()
-        .expect("promtool (Debian package prometheus; scripts/test.sh installs it)");
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let path = path.to_str().expect("utf-8 path");
+    let (ok, report) = promtool(&["check", "rules", path], None);
+    assert!(ok, "{report}");
 }
 
 #[test]

@@ -154,6 +154,38 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
+/// Runs `promtool` with `args` (such as `["check", "metrics"]`), writing `stdin` to it when
+/// given; returns whether it succeeded and what it printed (stdout, then stderr).
+///
+/// # Panics
+///
+/// When `promtool` is not installed (Debian's `prometheus` package; `scripts/test.sh`
+/// installs it).
+pub fn promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/test.sh installs it)");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).expect("write to promtool");
+    }
+    // promtool reads standard input to its end.
+    drop(input);
+    let output = child.wait_with_output().expect("promtool output");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

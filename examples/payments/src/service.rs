@@ -60,8 +60,9 @@ fn tagged<T>(message: T, tags: &str) -> Response<T> {
     response
 }
 
-fn lang<T>(request: &Request<T>) -> Lang {
-    Lang::from_headers(request.metadata().as_ref())
+/// The caller's language, read only when an error needs it.
+fn lang(metadata: &tonic::metadata::MetadataMap) -> Lang {
+    Lang::from_headers(metadata.as_ref())
 }
 
 #[tonic::async_trait]
@@ -108,11 +109,11 @@ impl PaymentService for Payments {
         request: Request<GetPaymentRequest>,
     ) -> Result<Response<Payment>, Status> {
         let deadline = request_deadline(&request);
-        let lang = lang(&request);
-        let id = request.into_inner().id;
+        let (metadata, _, body) = request.into_parts();
+        let id = body.id;
         match self.store.get(&id, deadline.as_ref()).await? {
             Some(payment) => Ok(tagged(payment, &format!("payment:{id}"))),
-            None => Err(Status::not_found(match lang {
+            None => Err(Status::not_found(match lang(&metadata) {
                 Lang::Es => "pago no encontrado",
                 _ => "payment not found",
             })),
@@ -124,14 +125,13 @@ impl PaymentService for Payments {
         request: Request<ListPaymentsRequest>,
     ) -> Result<Response<ListPaymentsResponse>, Status> {
         let deadline = request_deadline(&request);
-        let lang = lang(&request);
-        let body = request.into_inner();
+        let (metadata, _, body) = request.into_parts();
         let before = match body.page_token.as_str() {
             "" => None,
             token => match uuid::Uuid::try_parse(token) {
                 Ok(id) => Some(id.hyphenated().to_string()),
                 Err(_) => {
-                    return Err(Status::invalid_argument(match lang {
+                    return Err(Status::invalid_argument(match lang(&metadata) {
                         Lang::Es => {
                             "page_token no válido: usa next_page_token de la página anterior"
                         }

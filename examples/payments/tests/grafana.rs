@@ -8,7 +8,7 @@ use common::PaymentsProcess;
 use payments_example::pb::GetPaymentRequest;
 use payments_example::pb::payment_service_client::PaymentServiceClient;
 use std::io::{Read, Write};
-use std::process::Command;
+use tonic_blueprint_testkit::prom::promtool;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
@@ -27,17 +27,9 @@ fn scrape(addr: &str) -> String {
 
 #[test]
 fn prometheus_config_is_valid_and_the_provider_points_at_the_dashboard() {
-    let output = Command::new("promtool")
-        .args(["check", "config"])
-        .arg(format!("{ROOT}/examples/payments/grafana/prometheus.yml"))
-        .output()
-        .expect("promtool (Debian package prometheus; scripts/test.sh installs it)");
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let config = format!("{ROOT}/examples/payments/grafana/prometheus.yml");
+    let (ok, report) = promtool(&["check", "config", &config], None);
+    assert!(ok, "{report}");
     let provider = std::fs::read_to_string(format!(
         "{ROOT}/examples/payments/grafana/provisioning/dashboards/payments.yml"
     ))

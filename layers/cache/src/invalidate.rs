@@ -14,6 +14,8 @@ use tonic_blueprint_core::RpcIdentity;
 
 /// The response metadata a handler lists its entry's tags in.
 pub const TAGS_HEADER: &str = "x-cache-tags";
+/// [`TAGS_HEADER`] as a header name: looked up without parsing the name each time.
+const TAGS: http::HeaderName = http::HeaderName::from_static(TAGS_HEADER);
 /// Tags kept per entry; further ones are ignored.
 pub const MAX_TAGS_PER_ENTRY: usize = 16;
 const MAX_TAG_LEN: usize = 128;
@@ -21,7 +23,7 @@ const MAX_TAG_LEN: usize = 128;
 /// Removes the tags a handler attached, and returns them with the method's own tag.
 pub(crate) fn take_tags(headers: &mut HeaderMap, id: &RpcIdentity) -> Vec<String> {
     let mut tags = vec![method_tag(id.path())];
-    for value in headers.get_all(tonic_blueprint_core::headers::X_CACHE_TAGS) {
+    for value in headers.get_all(TAGS) {
         let Ok(text) = value.to_str() else { continue };
         tags.extend(
             text.split(',')
@@ -30,7 +32,7 @@ pub(crate) fn take_tags(headers: &mut HeaderMap, id: &RpcIdentity) -> Vec<String
                 .map(str::to_owned),
         );
     }
-    headers.remove(tonic_blueprint_core::headers::X_CACHE_TAGS);
+    headers.remove(TAGS);
     tags.truncate(MAX_TAGS_PER_ENTRY + 1);
     tags
 }

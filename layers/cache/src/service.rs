@@ -18,6 +18,8 @@ use tower_service::Service;
 
 /// `x-cache` on responses of cached methods.
 pub const X_CACHE: &str = "x-cache";
+/// [`X_CACHE`] as a header name: inserted without parsing the name each time.
+const X_CACHE_NAME: http::HeaderName = http::HeaderName::from_static(X_CACHE);
 
 /// Middleware that caches unary responses; see the [crate docs](crate).
 #[derive(Clone)]
@@ -160,10 +162,9 @@ fn replay<B>(entry: &CachedResponse, x_cache: &'static str) -> http::Response<Ca
 fn replay_owned<B>(entry: CachedResponse, x_cache: &'static str) -> http::Response<CacheBody<B>> {
     let mut response = http::Response::new(CacheBody::stored(entry.body, entry.trailers));
     *response.headers_mut() = entry.headers;
-    response.headers_mut().insert(
-        tonic_blueprint_core::headers::X_CACHE,
-        HeaderValue::from_static(x_cache),
-    );
+    response
+        .headers_mut()
+        .insert(X_CACHE_NAME, HeaderValue::from_static(x_cache));
     response
 }
 
@@ -244,18 +245,15 @@ where
     if response.status() != http::StatusCode::OK || trailers_only {
         // An error (or a rejection): never stored, never shared.
         let mut response = response.map(CacheBody::inner);
-        response.headers_mut().insert(
-            tonic_blueprint_core::headers::X_CACHE,
-            HeaderValue::from_static("miss"),
-        );
+        response
+            .headers_mut()
+            .insert(X_CACHE_NAME, HeaderValue::from_static("miss"));
         return Ok(response);
     }
     let (mut head, mut body) = response.into_parts();
     let tags = crate::invalidate::take_tags(&mut head.headers, &id);
-    head.headers.insert(
-        tonic_blueprint_core::headers::X_CACHE,
-        HeaderValue::from_static("miss"),
-    );
+    head.headers
+        .insert(X_CACHE_NAME, HeaderValue::from_static("miss"));
     let mut buffered = BytesMut::new();
     let mut trailers = None;
     while let Some(frame) = body.frame().await {

@@ -1,41 +1,16 @@
 //! /metrics scraped over HTTP from the global recorder, with the whole blueprint family, and
 //! checked by `promtool check metrics`. Its own test binary: it installs the global recorder.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 use tonic::transport::Server;
 use tonic_blueprint_core::MethodRegistry;
 use tonic_blueprint_metrics::{MetricsLayer, exporter};
 use tonic_blueprint_panic_recovery::PanicRecoveryLayer;
 use tonic_blueprint_testkit::pb::TestRequest;
-use tonic_blueprint_testkit::prom::{Samples, scrape};
+use tonic_blueprint_testkit::prom::{Samples, promtool, scrape};
 use tonic_blueprint_testkit::{FILE_DESCRIPTOR_SET, SERVER_STREAM, TestServer, UNARY};
 use tonic_blueprint_timeout::TimeoutLayer;
 use tower::ServiceBuilder;
-
-fn promtool_check(text: &str) -> (bool, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus; scripts/test.sh installs it)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write to promtool");
-    let output = child.wait_with_output().expect("promtool output");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), report)
-}
 
 #[tokio::test]
 async fn scraped_metrics_hold_the_whole_family_and_pass_promtool() {
@@ -108,7 +83,7 @@ async fn scraped_metrics_hold_the_whole_family_and_pass_promtool() {
     }
     assert!(text.contains("# TYPE grpc_server_handling_seconds histogram"));
 
-    let (ok, report) = promtool_check(&text);
+    let (ok, report) = promtool(&["check", "metrics"], Some(&text));
     assert!(ok, "promtool check metrics failed:\n{report}\n---\n{text}");
     assert!(
         report.trim().is_empty(),

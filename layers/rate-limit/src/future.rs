@@ -86,7 +86,7 @@ where
                 if let Some(value) = remaining.take() {
                     response
                         .headers_mut()
-                        .insert(tonic_blueprint_core::headers::RATELIMIT, value);
+                        .insert(crate::refusal::RATELIMIT, value);
                 }
                 Poll::Ready(Ok(response))
             }

@@ -62,6 +62,9 @@ pub(crate) fn closed(policy: &HeaderValue, lang: Lang) -> Status {
     )
 }
 
+/// The IETF `ratelimit` field, as a header name.
+pub(crate) const RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
+
 /// The `ratelimit` field of an admitted call: how many calls remain.
 pub(crate) fn remaining_header(remaining: u32) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!("\"default\";r={remaining}")).ok()

@@ -142,7 +142,7 @@ where
             {
                 response
                     .headers_mut()
-                    .insert(tonic_blueprint_core::headers::RATELIMIT, value);
+                    .insert(crate::refusal::RATELIMIT, value);
             }
             Ok(response)
         }
