@@ -6,6 +6,11 @@ cd "$(dirname "$0")/.."
 
 scripts/services.sh
 
+# A clean build of the whole workspace with full debug info and incremental caches fills
+# tens of GB of disk; neither helps a one-off run. Backtraces keep their line numbers.
+export CARGO_INCREMENTAL=0
+export CARGO_PROFILE_DEV_DEBUG=line-tables-only
+
 step() { printf '\n==> %s\n' "$*"; }
 
 step "cargo fmt --check"
