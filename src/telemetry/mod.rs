@@ -218,7 +218,7 @@ fn install(
         LogFormat::Json => tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(make_writer)
-            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .fmt_fields(json::JsonSpanFields)
             .event_format(json::JsonLines)
             .try_init()
             .is_ok(),
