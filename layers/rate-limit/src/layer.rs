@@ -59,7 +59,7 @@ impl RateLimitLayer {
                 secret: (0x7462_6c75_6570_7269, 0x6e74_2d72_6174_656c),
             },
             capacity: DEFAULT_CAPACITY,
-            expose_remaining: true,
+            expose_remaining: false,
             registry: None,
             #[cfg(feature = "redis")]
             redis: None,
@@ -122,7 +122,11 @@ impl RateLimitLayer {
         self.changed()
     }
 
-    /// Whether admitted calls carry `ratelimit: "default";r=<remaining>` (default true).
+    /// Whether admitted calls carry `ratelimit: "default";r=<remaining>` (default false).
+    ///
+    /// Off by default, as in Envoy's rate-limit filter: the value changes on every response,
+    /// so HPACK cannot index it, and both ends pay to encode and decode it on every call
+    /// (about 1 µs of CPU per call in the preset benchmark). Refusals always carry it.
     pub fn expose_remaining(mut self, expose: bool) -> Self {
         self.expose_remaining = expose;
         self.changed()

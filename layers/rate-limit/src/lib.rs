@@ -8,7 +8,7 @@
 //! - `retry-after` (whole seconds, rounded up) and the IETF RateLimit fields
 //!   `ratelimit-policy: "default";q=<limit>;w=<seconds>` and `ratelimit: "default";r=0;t=<s>`
 //!   in the initial metadata. Admitted calls carry `ratelimit: "default";r=<remaining>`
-//!   unless [`RateLimitLayer::expose_remaining`] turns it off.
+//!   when [`RateLimitLayer::expose_remaining`] turns it on.
 //!
 //! Quotas are per policy entry of a [`MethodPolicy`](tonic_blueprint_core::MethodPolicy):
 //! a default (the blueprint's 100 per minute per caller, shared by every method without an

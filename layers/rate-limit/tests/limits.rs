@@ -29,7 +29,10 @@ async fn call(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> RawR
 
 #[tokio::test]
 async fn the_call_past_the_quota_is_refused_with_every_detail_while_another_key_is_not() {
-    let server = TestServer::start(Server::builder().layer(by_user(Quota::per_minute(3)))).await;
+    let server = TestServer::start(
+        Server::builder().layer(by_user(Quota::per_minute(3)).expose_remaining(true)),
+    )
+    .await;
     let alice = [("x-user-id", "alice")];
     for remaining in ["2", "1", "0"] {
         let response = call(&server, UNARY, &alice).await;
@@ -106,6 +109,22 @@ async fn the_call_past_the_quota_is_refused_with_every_detail_while_another_key_
         4,
         "refused calls never reach the handler"
     );
+}
+
+#[tokio::test]
+async fn admitted_calls_carry_no_remaining_quota_by_default_but_refusals_do() {
+    let server = TestServer::start(Server::builder().layer(by_user(Quota::per_minute(1)))).await;
+    let bob = [("x-user-id", "bob")];
+    let admitted = call(&server, UNARY, &bob).await;
+    assert_eq!(admitted.grpc_status(), Some(Code::Ok));
+    assert!(
+        !admitted.headers.contains_key("ratelimit"),
+        "{:?}",
+        admitted.headers
+    );
+    let refused = call(&server, UNARY, &bob).await;
+    assert_eq!(refused.grpc_status(), Some(Code::ResourceExhausted));
+    assert!(refused.headers.contains_key("ratelimit"), "{refused:?}");
 }
 
 #[tokio::test]
