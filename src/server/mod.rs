@@ -38,10 +38,10 @@
 //! [`invalidation_subject`] so every replica drops its local copy at once; without NATS a
 //! replica's local copy lives at most [`LOCAL_TIER_TTL`].
 
-mod any_body;
 mod preset;
 #[cfg(feature = "redis")]
 mod redis;
+mod toggle;
 
 pub use preset::{BoxedService, PresetStack, StackError};
 #[cfg(feature = "redis")]

@@ -1,7 +1,7 @@
 //! The preset stack: the seven layers in the blueprint's order, built from the
 //! configuration, each replaceable or removable.
 
-use super::any_body::AnyBody;
+use super::toggle::toggle;
 use crate::cache::{MokaStore, ResponseCacheLayer};
 use crate::config::BlueprintConfig;
 use crate::logging::RequestLoggingLayer;
@@ -10,7 +10,6 @@ use crate::panic_recovery::PanicRecoveryLayer;
 use crate::rate_limit::{KeySource, Quota, RateLimitLayer};
 use crate::timeout::TimeoutLayer;
 use crate::validation::RequestValidationLayer;
-use bytes::Bytes;
 use std::time::Duration;
 use tonic_blueprint_core::{BoxError, MethodPolicy, MethodRegistry};
 use tower::util::BoxCloneSyncService;
@@ -27,8 +26,8 @@ pub type BoxedService = BoxCloneSyncService<
 /// RateLimit, RequestValidation, ResponseCache. Set a field to `None` to remove a layer, or
 /// to a layer of your own to replace it.
 ///
-/// Each present layer costs one boxed future and one boxed response body per call, the price
-/// of a stack whose layers can be removed at run time.
+/// The layers nest as plain types (a removed layer costs one branch); only the whole stack is
+/// boxed, into [`BoxedService`].
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct PresetStack {
@@ -132,31 +131,6 @@ fn per_method(registry: &MethodRegistry, quota: Quota) -> MethodPolicy<Quota> {
     policy
 }
 
-/// `layer` around `inner`, boxed; `inner` itself when the layer was removed.
-fn wrap<L, B>(layer: Option<&L>, inner: BoxedService) -> BoxedService
-where
-    L: Layer<AnyBody<BoxedService>>,
-    L::Service: Service<http::Request<tonic::body::Body>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    <L::Service as Service<http::Request<tonic::body::Body>>>::Future: Send + 'static,
-    <L::Service as Service<http::Request<tonic::body::Body>>>::Error: Into<BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    match layer {
-        None => inner,
-        Some(layer) => BoxCloneSyncService::new(
-            layer
-                .layer(AnyBody::new(inner))
-                .map_response(|response| response.map(tonic::body::Body::new))
-                .map_err(Into::into),
-        ),
-    }
-}
-
 impl<S> Layer<S> for PresetStack
 where
     S: Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>>
@@ -170,14 +144,18 @@ where
     type Service = BoxedService;
 
     fn layer(&self, inner: S) -> BoxedService {
-        let service = BoxCloneSyncService::new(inner.map_err(Into::into));
-        // Innermost first.
-        let service = wrap(self.cache.as_ref(), service);
-        let service = wrap(self.validation.as_ref(), service);
-        let service = wrap(self.rate_limit.as_ref(), service);
-        let service = wrap(self.timeout.as_ref(), service);
-        let service = wrap(self.panic_recovery.as_ref(), service);
-        let service = wrap(self.metrics.as_ref(), service);
-        wrap(self.logging.as_ref(), service)
+        // Innermost first; only the whole stack is boxed.
+        let service = toggle(self.cache.as_ref(), inner);
+        let service = toggle(self.validation.as_ref(), service);
+        let service = toggle(self.rate_limit.as_ref(), service);
+        let service = toggle(self.timeout.as_ref(), service);
+        let service = toggle(self.panic_recovery.as_ref(), service);
+        let service = toggle(self.metrics.as_ref(), service);
+        let service = toggle(self.logging.as_ref(), service);
+        BoxCloneSyncService::new(
+            ServiceExt::<http::Request<tonic::body::Body>>::map_response(service, |response| {
+                response.map(tonic::body::Body::new)
+            }),
+        )
     }
 }
