@@ -34,7 +34,8 @@ impl LogRecord {
         }
         let level = self.config.level(code);
         let _entered = self.span.enter();
-        let peer = self.peer.map(|addr| addr.to_string());
+        let mut buffer = [0u8; PEER_TEXT_MAX];
+        let peer = self.peer.and_then(|addr| peer_text(addr, &mut buffer));
         grpc_request(
             level,
             &GrpcRequest {
@@ -45,11 +46,23 @@ impl LogRecord {
                 duration: self.started.elapsed(),
                 messages_received: self.received.load(Ordering::Relaxed),
                 messages_sent,
-                peer: peer.as_deref(),
+                peer,
                 request_id: Some(self.request_id.as_str()),
             },
         );
     }
+}
+
+/// Room for the longest socket address text (`[v6%scope]:port` is at most 58 bytes).
+const PEER_TEXT_MAX: usize = 64;
+
+/// `addr` as text in `buffer`, without an allocation.
+fn peer_text(addr: std::net::SocketAddr, buffer: &mut [u8; PEER_TEXT_MAX]) -> Option<&str> {
+    use std::io::Write as _;
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    write!(cursor, "{addr}").ok()?;
+    let len = usize::try_from(cursor.position()).ok()?;
+    std::str::from_utf8(buffer.get(..len)?).ok()
 }
 
 impl std::fmt::Debug for LogRecord {
@@ -70,5 +83,26 @@ impl OnOutcome for LogRecord {
 impl Drop for LogRecord {
     fn drop(&mut self) {
         self.log(Code::Cancelled, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_text_fits_the_longest_address() {
+        let mut buffer = [0u8; PEER_TEXT_MAX];
+        let v4: std::net::SocketAddr = "255.255.255.255:65535".parse().expect("v4");
+        assert_eq!(peer_text(v4, &mut buffer), Some("255.255.255.255:65535"));
+        let v6 = std::net::SocketAddr::V6(std::net::SocketAddrV6::new(
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+                .parse()
+                .expect("v6"),
+            65535,
+            0,
+            u32::MAX,
+        ));
+        assert_eq!(peer_text(v6, &mut buffer), Some(v6.to_string().as_str()));
     }
 }

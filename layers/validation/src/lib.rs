@@ -47,6 +47,7 @@
 
 mod body;
 mod decode;
+mod handover;
 mod layer;
 mod metadata;
 mod rules;

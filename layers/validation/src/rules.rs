@@ -1,11 +1,12 @@
 //! The rules of each method: the `buf.validate` annotations of its request type, evaluated
 //! by prost-protovalidate, plus the custom rules registered in Rust.
 
+use crate::handover::Handover;
 use crate::violation::{Violations, plain};
 use bytes::Bytes;
 use prost_protovalidate::{Error as EngineError, Validator};
 use prost_reflect::{
-    DescriptorPool, DynamicMessage, ExtensionDescriptor, MessageDescriptor, Value,
+    DescriptorPool, DynamicMessage, ExtensionDescriptor, MessageDescriptor, ReflectMessage, Value,
 };
 use std::collections::HashSet;
 use std::marker::PhantomData;
@@ -89,27 +90,47 @@ impl MethodRules {
         violations: &mut Violations,
     ) -> Result<(), Status> {
         let lang = violations.lang();
-        let message = DynamicMessage::decode(self.input.clone(), bytes)
+        let message = DynamicMessage::decode(self.input.clone(), bytes.clone())
             .map_err(|_| plain(Code::InvalidArgument, Text::UndecodableMessage, lang))?;
-        if self.annotated {
-            match validator.validate(&message) {
-                Ok(()) => {}
-                Err(EngineError::Validation(found)) => {
-                    for v in found.violations() {
-                        let description = describe(v, lang);
-                        violations.add(v.field_path(), v.rule_id(), description);
-                    }
-                }
-                Err(other) => {
-                    tracing::error!(error = %other, message = self.input.full_name(), "validation rules failed to run");
-                    return Err(plain(Code::Internal, Text::Internal, lang));
-                }
+        if self.custom.is_empty() {
+            // Only the engine reads the message: hand it over rather than have it cloned.
+            if self.annotated {
+                let handover = Handover::new(self.input.clone(), bytes, message);
+                self.run_engine(validator, &handover, violations)?;
             }
+            return Ok(());
+        }
+        if self.annotated {
+            self.run_engine(validator, &message, violations)?;
         }
         for rule in &self.custom {
             rule.validate(&message, violations);
         }
         Ok(())
+    }
+
+    /// The `buf.validate` rules on `message`.
+    fn run_engine<M: ReflectMessage>(
+        &self,
+        validator: &Validator,
+        message: &M,
+        violations: &mut Violations,
+    ) -> Result<(), Status> {
+        let lang = violations.lang();
+        match validator.validate(message) {
+            Ok(()) => Ok(()),
+            Err(EngineError::Validation(found)) => {
+                for v in found.violations() {
+                    let description = describe(v, lang);
+                    violations.add(v.field_path(), v.rule_id(), description);
+                }
+                Ok(())
+            }
+            Err(other) => {
+                tracing::error!(error = %other, message = self.input.full_name(), "validation rules failed to run");
+                Err(plain(Code::Internal, Text::Internal, lang))
+            }
+        }
     }
 }
 
