@@ -13,7 +13,7 @@
 //! Diagnostics: `BLUEPRINT_BENCH_WITHOUT=logging,metrics` removes those layers from the
 //! end-to-end server (names as in `PresetStack`'s fields); `BLUEPRINT_BENCH_LOGS=tracing-subscriber`
 //! logs through the stock `tracing_subscriber` JSON formatter and tracing-appender instead of
-//! the kit's telemetry.
+//! the kit's telemetry; `BLUEPRINT_BENCH_LOGS=none` installs no subscriber at all.
 //!
 //! Run: `cargo bench --bench preset --features server`.
 
@@ -56,9 +56,13 @@ fn logs() {
     enum Guard {
         Kit(#[allow(dead_code)] tonic_blueprint::telemetry::TelemetryGuard),
         Stock(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard),
+        None,
     }
     static GUARD: std::sync::OnceLock<Guard> = std::sync::OnceLock::new();
     GUARD.get_or_init(|| {
+        if std::env::var("BLUEPRINT_BENCH_LOGS").as_deref() == Ok("none") {
+            return Guard::None;
+        }
         if std::env::var("BLUEPRINT_BENCH_LOGS").as_deref() == Ok("tracing-subscriber") {
             let (writer, guard) = tracing_appender::non_blocking(std::io::sink());
             tracing_subscriber::fmt()

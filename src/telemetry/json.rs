@@ -409,7 +409,10 @@ mod tests {
             text(t + Duration::from_micros(999_000)),
             "2026-11-25T23:55:49.999042Z"
         );
-        assert_eq!(text(t + Duration::from_secs(1)), "2026-11-25T23:55:50.000042Z");
+        assert_eq!(
+            text(t + Duration::from_secs(1)),
+            "2026-11-25T23:55:50.000042Z"
+        );
         let now = std::time::SystemTime::now();
         assert_eq!(
             text(now),

@@ -199,7 +199,9 @@ fn write_chunks(sink: &mut dyn Write, batch: &[u8], chunk: usize) {
     let _ = sink.flush();
 }
 
-impl Write for BatchWriter {
+/// Written through a shared reference: the subscriber writes each line without cloning the
+/// writer (an `Arc` count that every core would otherwise bump twice a line).
+impl Write for &BatchWriter {
     fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
         let shared = &*self.shared;
         let len = {
@@ -229,10 +231,10 @@ impl Write for BatchWriter {
 }
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchWriter {
-    type Writer = BatchWriter;
+    type Writer = &'a BatchWriter;
 
     fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
+        self
     }
 }
 
@@ -264,10 +266,10 @@ mod tests {
             spawn(Box::new(recorder.clone()), 1024, Notice::Json).expect("worker");
         let threads: Vec<_> = (0..4)
             .map(|t| {
-                let mut writer = writer.clone();
+                let writer = writer.clone();
                 std::thread::spawn(move || {
                     for i in 0..5_000 {
-                        writer
+                        (&writer)
                             .write_all(format!("thread {t} line {i}\n").as_bytes())
                             .expect("write");
                     }
@@ -325,21 +327,21 @@ mod tests {
         let gate = Arc::new(Mutex::new(()));
         let closed = gate.lock().expect("lock");
         let recorder = Recorder::default();
-        let (mut writer, worker) = spawn(
+        let (writer, worker) = spawn(
             Box::new(Gate(gate.clone(), recorder.clone())),
             usize::MAX,
             Notice::Json,
         )
         .expect("worker");
         // The first line is taken by the worker, which then blocks in the sink.
-        writer.write_all(b"first\n").expect("write");
+        (&writer).write_all(b"first\n").expect("write");
         while !writer.shared.pending().is_empty() {
             std::thread::yield_now();
         }
         let mut line = vec![b'x'; 1024 * 1024 - 1];
         line.push(b'\n');
         for _ in 0..40 {
-            writer.write_all(&line).expect("write");
+            (&writer).write_all(&line).expect("write");
         }
         assert!(worker.dropped_lines() > 0);
         let dropped = worker.dropped_lines();
