@@ -161,11 +161,14 @@ struct FieldWriter<'a, 'w> {
 
 impl FieldWriter<'_, '_> {
     fn key(&mut self, field: &Field) -> fmt::Result {
-        if !std::mem::take(&mut self.first) {
-            self.out.write_char(',')?;
-        }
-        write_str_value(self.out, field.name())?;
-        self.out.write_char(':')
+        let open = if std::mem::take(&mut self.first) {
+            "\""
+        } else {
+            ",\""
+        };
+        self.out.write_str(open)?;
+        Escaped(self.out).write_str(field.name())?;
+        self.out.write_str("\":")
     }
 
     fn put(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
@@ -265,9 +268,17 @@ fn write_timestamp(out: &mut Writer<'_>, now: std::time::SystemTime) -> fmt::Res
 }
 
 fn write_str_value(out: &mut Writer<'_>, value: &str) -> fmt::Result {
-    out.write_char('"')?;
+    out.write_str("\"")?;
     Escaped(out).write_str(value)?;
-    out.write_char('"')
+    out.write_str("\"")
+}
+
+/// Whether `s` holds a byte a JSON string must escape. One pass without early exit (the
+/// compiler vectorizes it), as almost all text needs no escaping.
+fn needs_escaping(s: &str) -> bool {
+    s.bytes().fold(false, |found, b| {
+        found | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
 }
 
 /// Escapes what it is given as the inside of a JSON string.
@@ -275,6 +286,9 @@ struct Escaped<'a, 'w>(&'a mut Writer<'w>);
 
 impl fmt::Write for Escaped<'_, '_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        if !needs_escaping(s) {
+            return self.0.write_str(s);
+        }
         let mut clean = 0;
         for (i, byte) in s.bytes().enumerate() {
             let escape = match byte {
