@@ -42,23 +42,25 @@ impl Handover {
             .take()
     }
 
-    /// The message decoded again from its bytes (they decoded once, so they decode again).
+    /// The message decoded again from its bytes.
     fn decoded(&self) -> DynamicMessage {
-        DynamicMessage::decode(self.descriptor.clone(), self.bytes.clone())
-            .unwrap_or_else(|_| DynamicMessage::new(self.descriptor.clone()))
+        decode(&self.descriptor, &self.bytes)
     }
 
     fn message_mut(&mut self) -> &mut DynamicMessage {
-        let bytes = &self.bytes;
-        let descriptor = &self.descriptor;
+        let (descriptor, bytes) = (&self.descriptor, &self.bytes);
         self.message
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
-            .get_or_insert_with(|| {
-                DynamicMessage::decode(descriptor.clone(), bytes.clone())
-                    .unwrap_or_else(|_| DynamicMessage::new(descriptor.clone()))
-            })
+            .get_or_insert_with(|| decode(descriptor, bytes))
     }
+}
+
+/// `bytes` as a `descriptor`; they decoded once, so they decode again (an empty message only
+/// keeps this panic-free).
+fn decode(descriptor: &MessageDescriptor, bytes: &Bytes) -> DynamicMessage {
+    DynamicMessage::decode(descriptor.clone(), bytes.clone())
+        .unwrap_or_else(|_| DynamicMessage::new(descriptor.clone()))
 }
 
 impl ReflectMessage for Handover {
