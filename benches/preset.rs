@@ -10,6 +10,10 @@
 //! The figure is the median of paired rounds (the two servers alternate); criterion's rows
 //! are printed too.
 //!
+//! The validation layer checks `CreateRequest` with its compiled rules
+//! (`RequestValidationLayer::compiled`, the recommended set-up for types without CEL rules);
+//! `BLUEPRINT_BENCH_VALIDATION=engine` runs every check on the reflection engine instead.
+//!
 //! Diagnostics: `BLUEPRINT_BENCH_WITHOUT=logging,metrics` removes those layers from the
 //! end-to-end server (names as in `PresetStack`'s fields); `BLUEPRINT_BENCH_LOGS=tracing-subscriber`
 //! logs through the stock `tracing_subscriber` JSON formatter and tracing-appender instead of
@@ -86,6 +90,25 @@ fn logs() {
     });
 }
 
+/// The preset from `config`, with the request type's compiled rules (prost-protovalidate-build)
+/// unless `BLUEPRINT_BENCH_VALIDATION=engine` keeps every check on the reflection engine.
+fn stack(
+    config: &tonic_blueprint::config::BlueprintConfig,
+) -> tonic_blueprint::server::PresetStack {
+    let mut stack =
+        tonic_blueprint::server::PresetStack::from_config(config, VALIDATED_DESCRIPTOR_SET)
+            .expect("stack");
+    if std::env::var("BLUEPRINT_BENCH_VALIDATION").as_deref() != Ok("engine") {
+        stack.validation = stack
+            .validation
+            .take()
+            .map(|layer| layer.compiled::<CreateRequest>())
+            .transpose()
+            .expect("compiled rules");
+    }
+    stack
+}
+
 /// Removes the layer `name` (a `PresetStack` field name); false when there is none.
 fn remove(stack: &mut tonic_blueprint::server::PresetStack, name: &str) -> bool {
     match name {
@@ -122,9 +145,7 @@ fn preset(c: &mut Criterion) {
             TestService::default(),
         )
         .await;
-        let mut stack =
-            tonic_blueprint::server::PresetStack::from_config(&config, VALIDATED_DESCRIPTOR_SET)
-                .expect("stack");
+        let mut stack = stack(&config);
         if let Ok(without) = std::env::var("BLUEPRINT_BENCH_WITHOUT") {
             for name in without.split(',') {
                 assert!(remove(&mut stack, name), "no layer named {name:?}");
@@ -204,7 +225,7 @@ fn in_process(c: &mut Criterion) {
     let config = Loader::from_pairs([("RATE_LIMIT_PER_MINUTE", "4000000000")])
         .load()
         .expect("config");
-    let full = PresetStack::from_config(&config, VALIDATED_DESCRIPTOR_SET).expect("stack");
+    let full = stack(&config);
     let mut group = c.benchmark_group("preset_in_process");
     let bare = routes();
     group.bench_function("bare", |b| b.to_async(&rt).iter(|| call(&bare)));

@@ -4,7 +4,9 @@
 //! (length, pattern, email), numeric range, repeated, nested-message, enum and oneof rules.
 //!
 //! - `in_process`: the generated tonic service as a tower `Service`, bare and behind the
-//!   layer (valid requests, so the handler runs in both rows);
+//!   layer (valid requests, so the handler runs in every row), with the rules evaluated by
+//!   the reflection engine (`validated`) and by the request type's compiled rules
+//!   (`validated_compiled`, prost-protovalidate-build's `impl Validate`);
 //! - `loopback`: tonic's client to a real server on 127.0.0.1, one call at a time.
 //!
 //! Run: `cargo bench --bench validation`. Compare rows of one run only.
@@ -54,9 +56,16 @@ fn in_process(c: &mut Criterion) {
         .expect("runtime");
     let bare = ValidatedTestService::default().into_server();
     let validated = layer().layer(bare.clone());
+    let compiled = layer()
+        .compiled::<CreateRequest>()
+        .expect("compiled rules")
+        .layer(bare.clone());
     let mut group = c.benchmark_group("validation_in_process");
     group.bench_function("bare", |b| b.to_async(&rt).iter(|| call(&bare)));
     group.bench_function("validated", |b| b.to_async(&rt).iter(|| call(&validated)));
+    group.bench_function("validated_compiled", |b| {
+        b.to_async(&rt).iter(|| call(&compiled))
+    });
     group.finish();
 }
 

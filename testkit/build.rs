@@ -28,9 +28,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         compiler.encode_file_descriptor_set(),
     )?;
 
+    // Compiled validators (`impl prost_protovalidate::Validate`) for the annotated types.
+    prost_protovalidate_build::Builder::new()
+        .file_descriptor_set_bytes(compiler.encode_file_descriptor_set())
+        .compile()?;
+
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_fds(compiler.file_descriptor_set())?;
+        // `prost::Name` on every message: the validation layer's compiled checkers find
+        // their methods by the request type's full name.
+        .compile_fds_with_config(compiler.file_descriptor_set(), {
+            let mut config = tonic_prost_build::Config::new();
+            config.enable_type_names();
+            config
+        })?;
     Ok(())
 }

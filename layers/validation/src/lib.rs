@@ -18,7 +18,12 @@
 //! - messages come from the core's error catalogue, in the language of the request's
 //!   `grpc-accept-language` or `accept-language` metadata (English otherwise);
 //! - rules annotations cannot express are Rust functions registered per method
-//!   ([`Validate`], [`typed`]); metadata rules per method ([`MetadataRule`]).
+//!   ([`Validate`], [`typed`]); metadata rules per method ([`MetadataRule`]);
+//! - request types whose rules are all standard (no CEL) can be checked by their compiled
+//!   rules instead, generated at build time by
+//!   [prost-protovalidate-build](https://docs.rs/prost-protovalidate-build)
+//!   ([`RequestValidationLayer::compiled`]): less than half the layer's cost per valid
+//!   request, with the same answers.
 //!
 //! ```no_run
 //! use tonic_blueprint_validation::{MetadataRule, RequestValidationLayer, Violations, typed};
@@ -46,6 +51,7 @@
 //! it rather than skip every rule.
 
 mod body;
+mod compiled;
 mod decode;
 mod handover;
 mod layer;

@@ -1,6 +1,7 @@
 //! The rules of each method: the `buf.validate` annotations of its request type, evaluated
 //! by prost-protovalidate, plus the custom rules registered in Rust.
 
+use crate::compiled::{Compiled, Verdict};
 use crate::handover::Handover;
 use crate::violation::{Violations, plain};
 use bytes::Bytes;
@@ -73,6 +74,9 @@ pub(crate) struct MethodRules {
     /// Whether the request type (or a message inside it) carries annotations.
     pub(crate) annotated: bool,
     pub(crate) custom: Vec<Arc<dyn Validate>>,
+    /// The request type's compiled rules, when registered: they replace the engine's
+    /// evaluation of valid messages.
+    pub(crate) compiled: Option<Arc<dyn Compiled>>,
 }
 
 impl MethodRules {
@@ -90,6 +94,27 @@ impl MethodRules {
         violations: &mut Violations,
     ) -> Result<(), Status> {
         let lang = violations.lang();
+        if let Some(compiled) = &self.compiled {
+            match compiled.check(&bytes) {
+                Verdict::Valid if self.custom.is_empty() => return Ok(()),
+                Verdict::Valid => {}
+                Verdict::Undecodable => {
+                    return Err(plain(Code::InvalidArgument, Text::UndecodableMessage, lang));
+                }
+                Verdict::Invalid(found) => {
+                    self.explain(validator, bytes.clone(), found, violations)?;
+                }
+            }
+            if self.custom.is_empty() {
+                return Ok(());
+            }
+            let message = DynamicMessage::decode(self.input.clone(), bytes)
+                .map_err(|_| plain(Code::InvalidArgument, Text::UndecodableMessage, lang))?;
+            for rule in &self.custom {
+                rule.validate(&message, violations);
+            }
+            return Ok(());
+        }
         let message = DynamicMessage::decode(self.input.clone(), bytes.clone())
             .map_err(|_| plain(Code::InvalidArgument, Text::UndecodableMessage, lang))?;
         if self.custom.is_empty() {
@@ -105,6 +130,35 @@ impl MethodRules {
         }
         for rule in &self.custom {
             rule.validate(&message, violations);
+        }
+        Ok(())
+    }
+
+    /// The violations of a message the compiled rules refused (`found`), as the engine
+    /// reports them: the same list, with the rule values the localized descriptions need.
+    /// Should the engine find nothing, the compiled rules' own violations are the answer.
+    fn explain(
+        &self,
+        validator: &Validator,
+        bytes: Bytes,
+        found: Vec<prost_protovalidate::Violation>,
+        violations: &mut Violations,
+    ) -> Result<(), Status> {
+        let before = violations.as_slice().len();
+        if let Ok(message) = DynamicMessage::decode(self.input.clone(), bytes.clone()) {
+            let handover = Handover::new(self.input.clone(), bytes, message);
+            self.run_engine(validator, &handover, violations)?;
+        }
+        if violations.as_slice().len() == before {
+            // The compiled rules carry no rule values to localize with: their own text.
+            for v in &found {
+                let text = if v.message().is_empty() {
+                    v.rule_id()
+                } else {
+                    v.message()
+                };
+                violations.add(v.field_path(), v.rule_id(), text.to_owned());
+            }
         }
         Ok(())
     }
