@@ -236,12 +236,7 @@ fn install(
         .with(env_filter);
     let installed = match config.format {
         LogFormat::Json => subscriber
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(make_writer)
-                    .fmt_fields(json::JsonSpanFields)
-                    .event_format(json::JsonLines),
-            )
+            .with(json::JsonLayer::new(make_writer))
             .try_init()
             .is_ok(),
         LogFormat::Pretty => subscriber

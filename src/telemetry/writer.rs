@@ -230,6 +230,13 @@ impl Write for &BatchWriter {
     }
 }
 
+impl super::json::LineSink for BatchWriter {
+    fn write_line(&self, line: &[u8]) {
+        // Never fails: a line that does not fit is counted as dropped.
+        let _ = (&*self).write(line);
+    }
+}
+
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchWriter {
     type Writer = &'a BatchWriter;
 

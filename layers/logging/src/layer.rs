@@ -29,10 +29,28 @@ pub(crate) struct Config {
 }
 
 impl Config {
+    /// What a call's record needs to pick its level; cloning it touches no shared count
+    /// unless a custom level function is set.
+    pub(crate) fn levels(&self) -> Levels {
+        Levels {
+            ok: self.ok_level,
+            custom: self.level_for.clone(),
+        }
+    }
+}
+
+/// The level of a finished call, by its code.
+#[derive(Clone)]
+pub(crate) struct Levels {
+    ok: Level,
+    custom: Option<Arc<LevelFn>>,
+}
+
+impl Levels {
     pub(crate) fn level(&self, code: Code) -> Level {
-        match &self.level_for {
+        match &self.custom {
             Some(f) => f(code),
-            None => crate::level::default_level(code, self.ok_level),
+            None => crate::level::default_level(code, self.ok),
         }
     }
 }

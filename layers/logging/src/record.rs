@@ -1,6 +1,6 @@
 //! One call's log record: the finishing event, exactly once.
 
-use crate::layer::Config;
+use crate::layer::Levels;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -13,7 +13,7 @@ use tonic_blueprint_core::{OnOutcome, Outcome, RequestId, RpcIdentity, RpcKind, 
 /// body type.
 pub struct LogRecord {
     pub(crate) span: tracing::Span,
-    pub(crate) config: Arc<Config>,
+    pub(crate) levels: Levels,
     pub(crate) id: RpcIdentity,
     pub(crate) kind: RpcKind,
     pub(crate) peer: Option<std::net::SocketAddr>,
@@ -32,7 +32,7 @@ impl LogRecord {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        let level = self.config.level(code);
+        let level = self.levels.level(code);
         let _entered = self.span.enter();
         let mut buffer = [0u8; PEER_TEXT_MAX];
         let peer = self.peer.and_then(|addr| peer_text(addr, &mut buffer));

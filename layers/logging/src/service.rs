@@ -138,7 +138,7 @@ where
         });
         let record = LogRecord {
             span: span.clone(),
-            config: self.config.clone(),
+            levels: self.config.levels(),
             id,
             kind,
             peer,
