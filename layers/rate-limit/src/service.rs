@@ -66,7 +66,8 @@ where
 
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
         let id = RpcIdentity::get_or_insert(&mut request);
-        let limiters = self.limiters.clone();
+        // Borrowed, not cloned: the shared count would bounce between cores on every call.
+        let limiters = &self.limiters;
         {
             let entry = limiters.entry(&id);
             if entry.quota.limit == 0 {
@@ -85,6 +86,7 @@ where
         #[cfg(feature = "redis")]
         if let Some(redis) = limiters.redis.clone() {
             // The check is a network round trip: take the ready service and go async.
+            let limiters = limiters.clone();
             let clone = self.inner.clone();
             let inner = std::mem::replace(&mut self.inner, clone);
             return ResponseFuture::checking(Box::pin(async move {

@@ -126,7 +126,7 @@ where
 
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
         let id = RpcIdentity::get_or_insert(&mut request);
-        let metadata_rules = self.shared.metadata.get(&id).clone();
+        let metadata_rules = self.shared.metadata.get(&id);
         let rules = self.shared.methods.get(id.path());
         let checks_messages = rules.is_some_and(|r| r.checks_messages());
         if metadata_rules.is_empty() && !checks_messages {
