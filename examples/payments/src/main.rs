@@ -8,8 +8,11 @@
 use payments_example::MIGRATIONS;
 use payments_example::announce::Announcer;
 use payments_example::hub::Hub;
-use payments_example::pb::DESCRIPTOR_SET;
 use payments_example::pb::payment_service_server::PaymentServiceServer;
+use payments_example::pb::{
+    CreatePaymentRequest, DESCRIPTOR_SET, GetPaymentRequest, ListPaymentsRequest,
+    WatchPaymentsRequest,
+};
 use payments_example::service::Payments;
 use payments_example::store::Store;
 use std::process::ExitCode;
@@ -54,7 +57,17 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let relay = announcer.publishes().then(|| announcer.spawn_relay());
 
     let server = Server::new(config).descriptors(DESCRIPTOR_SET);
-    let stack = server.preset_stack().await?;
+    let mut stack = server.preset_stack().await?;
+    // The request types' compiled rules: valid requests skip the reflection engine.
+    if let Some(validation) = stack.validation.take() {
+        stack.validation = Some(
+            validation
+                .compiled::<CreatePaymentRequest>()?
+                .compiled::<GetPaymentRequest>()?
+                .compiled::<ListPaymentsRequest>()?
+                .compiled::<WatchPaymentsRequest>()?,
+        );
+    }
     let invalidator = stack.cache.as_ref().map(|cache| cache.invalidator());
     let routes = Routes::new(PaymentServiceServer::new(Payments::new(
         store,
