@@ -94,38 +94,34 @@ impl MethodRules {
         violations: &mut Violations,
     ) -> Result<(), Status> {
         let lang = violations.lang();
-        if let Some(compiled) = &self.compiled {
-            match compiled.check(&bytes) {
-                Verdict::Valid if self.custom.is_empty() => return Ok(()),
-                Verdict::Valid => {}
-                Verdict::Undecodable => {
-                    return Err(plain(Code::InvalidArgument, Text::UndecodableMessage, lang));
+        let undecodable = || plain(Code::InvalidArgument, Text::UndecodableMessage, lang);
+        // Compiled rules stand in for the engine, which then only explains their refusals.
+        let run_engine = match &self.compiled {
+            Some(compiled) => {
+                match compiled.check(&bytes) {
+                    Verdict::Valid => {}
+                    Verdict::Undecodable => return Err(undecodable()),
+                    Verdict::Invalid(found) => {
+                        self.explain(validator, bytes.clone(), found, violations)?;
+                    }
                 }
-                Verdict::Invalid(found) => {
-                    self.explain(validator, bytes.clone(), found, violations)?;
-                }
+                false
             }
-            if self.custom.is_empty() {
-                return Ok(());
-            }
-            let message = DynamicMessage::decode(self.input.clone(), bytes)
-                .map_err(|_| plain(Code::InvalidArgument, Text::UndecodableMessage, lang))?;
-            for rule in &self.custom {
-                rule.validate(&message, violations);
-            }
-            return Ok(());
-        }
-        let message = DynamicMessage::decode(self.input.clone(), bytes.clone())
-            .map_err(|_| plain(Code::InvalidArgument, Text::UndecodableMessage, lang))?;
+            None => self.annotated,
+        };
         if self.custom.is_empty() {
-            // Only the engine reads the message: hand it over rather than have it cloned.
-            if self.annotated {
+            if run_engine {
+                // Only the engine reads the message: hand it over rather than have it cloned.
+                let message = DynamicMessage::decode(self.input.clone(), bytes.clone())
+                    .map_err(|_| undecodable())?;
                 let handover = Handover::new(self.input.clone(), bytes, message);
                 self.run_engine(validator, &handover, violations)?;
             }
             return Ok(());
         }
-        if self.annotated {
+        let message =
+            DynamicMessage::decode(self.input.clone(), bytes).map_err(|_| undecodable())?;
+        if run_engine {
             self.run_engine(validator, &message, violations)?;
         }
         for rule in &self.custom {

@@ -6,14 +6,13 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
 use tonic::Code;
-use tonic::service::Routes;
-use tonic::transport::Server;
 use tonic_blueprint_testkit::pb::{Address, CreateRequest, create_request};
 use tonic_blueprint_testkit::{
-    CHAT, CREATE, RawClient, RawResponse, TestServer, TestService, UPLOAD,
-    VALIDATED_DESCRIPTOR_SET, ValidatedTestService,
+    CHAT, CREATE, RawClient, RawResponse, TestServer, UPLOAD, ValidatedTestService,
 };
 use tonic_blueprint_validation::RequestValidationLayer;
+
+mod common;
 
 struct Side {
     _server: TestServer,
@@ -22,14 +21,7 @@ struct Side {
 }
 
 async fn serve(layer: RequestValidationLayer) -> Side {
-    let service = ValidatedTestService::default();
-    let routes = Routes::new(service.clone().into_server());
-    let server = TestServer::start_routes(
-        Server::builder().layer(layer),
-        routes,
-        TestService::default(),
-    )
-    .await;
+    let (server, service) = common::serve(layer).await;
     let client = server.raw();
     Side {
         _server: server,
@@ -39,7 +31,7 @@ async fn serve(layer: RequestValidationLayer) -> Side {
 }
 
 fn engine_layer() -> RequestValidationLayer {
-    RequestValidationLayer::from_descriptors(VALIDATED_DESCRIPTOR_SET).expect("layer")
+    common::layer()
 }
 
 fn compiled_layer() -> RequestValidationLayer {

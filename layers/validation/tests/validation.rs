@@ -4,33 +4,15 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
 use std::collections::BTreeSet;
-use tonic::service::Routes;
-use tonic::transport::Server;
 use tonic::{Code, Status};
 use tonic_blueprint_testkit::pb::validated_service_client::ValidatedServiceClient;
 use tonic_blueprint_testkit::pb::{Address, CreateRequest, Kind};
-use tonic_blueprint_testkit::{
-    CHAT, CREATE, RawResponse, TestServer, TestService, UPLOAD, VALIDATED_DESCRIPTOR_SET,
-    ValidatedTestService,
-};
-use tonic_blueprint_validation::{MetadataRule, RequestValidationLayer, Violations, typed};
+use tonic_blueprint_testkit::{CHAT, CREATE, RawResponse, TestServer, UPLOAD};
+use tonic_blueprint_validation::{MetadataRule, Violations, typed};
 use tonic_types::StatusExt;
 
-async fn serve(layer: RequestValidationLayer) -> (TestServer, ValidatedTestService) {
-    let service = ValidatedTestService::default();
-    let routes = Routes::new(service.clone().into_server());
-    let server = TestServer::start_routes(
-        Server::builder().layer(layer),
-        routes,
-        TestService::default(),
-    )
-    .await;
-    (server, service)
-}
-
-fn layer() -> RequestValidationLayer {
-    RequestValidationLayer::from_descriptors(VALIDATED_DESCRIPTOR_SET).expect("layer")
-}
+mod common;
+use common::{layer, serve};
 
 /// (field, reason) of every BadRequest entry.
 fn violations(status: &Status) -> BTreeSet<(String, String)> {
