@@ -3,9 +3,14 @@
 //! - [`PaymentService`](service::Payments) over a [`Store`](store::Store) on the kit's
 //!   database helper: the `pay_payment` table, made by `migrations/`, on SQLite by default or
 //!   PostgreSQL with a `postgres://` `DATABASE_URL`;
-//! - the preset stack in front: validation from the `buf.validate` annotations, rate limits
-//!   keyed by `x-user-id`, deadlines, cached `GetPayment` and `ListPayments`, metrics, panic
-//!   recovery and request logs;
+//! - the preset stack in front: bearer JWTs verified (HS256 with `AUTH_JWT_SECRET`, whose
+//!   default [`token::DEV_SECRET`] is for development only, or keys from `AUTH_JWKS_URL`),
+//!   validation from the `buf.validate` annotations, rate limits keyed by the verified user,
+//!   deadlines, cached `GetPayment` and `ListPayments`, metrics, panic recovery and request
+//!   logs;
+//! - handlers that serve each user only their own payments (the token's `sub`), and an
+//!   idempotent `CreatePayment` (an `idempotency-key` metadata: one payment per user and
+//!   key, held by a unique index) ([`service`]);
 //! - `payments.payment.created` on NATS for each created payment (JetStream when the server
 //!   has it) through an outbox ([`announce`]): a payment whose event could not be published
 //!   is published again later, never lost;
@@ -19,6 +24,7 @@ pub mod hub;
 pub mod pb;
 pub mod service;
 pub mod store;
+pub mod token;
 
 /// The service name: cache key prefix, NATS subjects, logs, table prefix.
 pub const SERVICE: &str = "payments";
@@ -28,7 +34,9 @@ pub const MIGRATIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
 
 /// The service's own defaults on top of the kit's (see `export.sh` beside this crate).
 pub fn with_defaults(loader: tonic_blueprint::config::Loader) -> tonic_blueprint::config::Loader {
-    loader.default_value("SERVICE_NAME", SERVICE)
+    loader
+        .default_value("SERVICE_NAME", SERVICE)
+        .default_value("AUTH_JWT_SECRET", token::DEV_SECRET)
 }
 
 /// The response metadata `name` as text, `-` when absent or not text.

@@ -3,6 +3,10 @@
 //! in-process cache and rate limiter, and no events. `REDIS_URL`, `NATS_URL` and a
 //! `postgres://` `DATABASE_URL` switch each part to the real thing; see `export.sh` here.
 //!
+//! Every call needs a bearer JWT. The default `AUTH_JWT_SECRET` is the development secret
+//! `dev-secret` (the service warns when it runs with it): set your own, or set it empty and
+//! point `AUTH_JWKS_URL` at your identity provider.
+//!
 //! Prints `listening on <addr>` once it serves; SIGTERM or Ctrl-C stops it gracefully.
 
 use payments_example::MIGRATIONS;
@@ -15,6 +19,7 @@ use payments_example::pb::{
 };
 use payments_example::service::Payments;
 use payments_example::store::Store;
+use payments_example::token::DEV_SECRET;
 use std::process::ExitCode;
 use tonic::service::Routes;
 use tonic_blueprint::config::Loader;
@@ -38,6 +43,17 @@ async fn main() -> ExitCode {
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = payments_example::with_defaults(Loader::from_env()).load()?;
     let _logs = init_logging(&config)?;
+    if !config.auth.enabled() {
+        return Err(
+            "every call needs a verified caller: set AUTH_JWT_SECRET or AUTH_JWKS_URL".into(),
+        );
+    }
+    if config.auth.jwt_secret == DEV_SECRET {
+        tracing::warn!(
+            "AUTH_JWT_SECRET is the development secret {DEV_SECRET:?}, with which anyone can mint tokens: \
+             in production set AUTH_JWT_SECRET to a secret of your own, or set it empty and use AUTH_JWKS_URL"
+        );
+    }
 
     let database = Database::connect(&DatabaseConfig {
         max_connections: config.database.max_connections,

@@ -1,5 +1,14 @@
-//! The `PaymentService` handlers. Validation, rate limits, deadlines, caching, metrics and
-//! logs come from the preset stack in front; what is left here is the business logic.
+//! The `PaymentService` handlers. Authentication, validation, rate limits, deadlines,
+//! caching, metrics and logs come from the preset stack in front; what is left here is the
+//! business logic and who may see what.
+//!
+//! The caller is the verified [`Identity`]'s subject (the token's `sub`): a user reads,
+//! lists, watches and creates only their own payments. Another user's payment is NOT_FOUND,
+//! word for word as a missing one (its existence is not given away); listing, watching or
+//! paying for another user is PERMISSION_DENIED.
+//!
+//! `CreatePayment` is idempotent with an [`IDEMPOTENCY_KEY`] metadata: one payment per user
+//! and key, whatever the number of retries, concurrent or not (see [`Store::create`]).
 
 use crate::announce::Announcer;
 use crate::hub::Hub;
@@ -8,16 +17,25 @@ use crate::pb::{
     CreatePaymentRequest, GetPaymentRequest, ListPaymentsRequest, ListPaymentsResponse, Payment,
     WatchPaymentsRequest,
 };
-use crate::store::{NewPayment, Store};
+use crate::store::{Created, NewPayment, Store};
 use futures_util::stream::BoxStream;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 use tonic_blueprint::cache::CacheInvalidator;
-use tonic_blueprint::core::RequestId;
 use tonic_blueprint::core::catalogue::Lang;
+use tonic_blueprint::core::{Identity, RequestId};
 use tonic_blueprint::db::request_deadline;
 
 /// The page size when the request leaves it 0.
 pub const DEFAULT_PAGE_SIZE: i64 = 20;
+
+/// The metadata that makes `CreatePayment` idempotent: 1 to [`MAX_IDEMPOTENCY_KEY_LEN`]
+/// printable ASCII characters (`!` to `~`, no spaces), chosen by the client per intended
+/// payment (a UUID does) and sent again with every retry of it.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The longest [`IDEMPOTENCY_KEY`] accepted.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
 
 /// The service.
 #[derive(Clone, Debug)]
@@ -61,8 +79,56 @@ fn tagged<T>(message: T, tags: &str) -> Response<T> {
 }
 
 /// The caller's language, read only when an error needs it.
-fn lang(metadata: &tonic::metadata::MetadataMap) -> Lang {
+fn lang(metadata: &MetadataMap) -> Lang {
     Lang::from_headers(metadata.as_ref())
+}
+
+/// The verified caller's user id.
+fn caller<T>(request: &Request<T>) -> Result<String, Status> {
+    Ok(Identity::require(request)?.subject().to_owned())
+}
+
+/// PERMISSION_DENIED unless `user_id` is the caller's own.
+fn own(caller: &str, user_id: &str, metadata: &MetadataMap) -> Result<(), Status> {
+    if caller == user_id {
+        return Ok(());
+    }
+    Err(Status::permission_denied(match lang(metadata) {
+        Lang::Es => "permiso denegado",
+        _ => "permission denied",
+    }))
+}
+
+/// NOT_FOUND, the same for a missing payment and for another user's.
+fn payment_not_found(metadata: &MetadataMap) -> Status {
+    Status::not_found(match lang(metadata) {
+        Lang::Es => "pago no encontrado",
+        _ => "payment not found",
+    })
+}
+
+/// The call's [`IDEMPOTENCY_KEY`], if any; INVALID_ARGUMENT when it is sent more than once or
+/// is not 1 to [`MAX_IDEMPOTENCY_KEY_LEN`] printable ASCII characters.
+pub fn idempotency_key(metadata: &MetadataMap) -> Result<Option<String>, Status> {
+    let mut values = metadata.as_ref().get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let bytes = value.as_bytes();
+    let valid = values.next().is_none()
+        && (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&bytes.len())
+        && bytes.iter().all(|b| (0x21..=0x7e).contains(b));
+    match std::str::from_utf8(bytes) {
+        Ok(key) if valid => Ok(Some(key.to_owned())),
+        _ => Err(Status::invalid_argument(match lang(metadata) {
+            Lang::Es => {
+                "idempotency-key no válida: se envía una sola vez, con 1 a 128 caracteres ASCII imprimibles (de ! a ~, sin espacios)"
+            }
+            _ => {
+                "invalid idempotency-key: send it once, 1 to 128 printable ASCII characters (! to ~, no spaces)"
+            }
+        })),
+    }
 }
 
 #[tonic::async_trait]
@@ -71,11 +137,14 @@ impl PaymentService for Payments {
         &self,
         request: Request<CreatePaymentRequest>,
     ) -> Result<Response<Payment>, Status> {
+        let caller = caller(&request)?;
         let deadline = request_deadline(&request);
         let request_id = request.extensions().get::<RequestId>().cloned();
-        let body = request.into_inner();
+        let (metadata, _, body) = request.into_parts();
+        own(&caller, &body.user_id, &metadata)?;
+        let idempotency_key = idempotency_key(&metadata)?;
         let user_id = body.user_id.clone();
-        let payment = self
+        let created = self
             .store
             .create(
                 NewPayment {
@@ -87,11 +156,34 @@ impl PaymentService for Payments {
                         .as_ref()
                         .map(|id| id.as_str().to_owned())
                         .unwrap_or_default(),
+                    idempotency_key,
                 },
                 !self.announcer.publishes(),
                 deadline.as_ref(),
             )
             .await?;
+        let payment = match created {
+            Created::New(payment) => payment,
+            // A retry: the first call invalidated the pages and announced the payment (or
+            // left it to the relay); nothing changed since.
+            Created::Replayed(payment) => return Ok(Response::new(payment)),
+            Created::KeyReused => {
+                return Err(Status::already_exists(match lang(&metadata) {
+                    Lang::Es => {
+                        "esta idempotency-key ya se usó para otro pago: usa una nueva para cada pago"
+                    }
+                    _ => {
+                        "this idempotency-key was used for a different payment: use a new key for each payment"
+                    }
+                }));
+            }
+            Created::Contended => {
+                return Err(Status::aborted(match lang(&metadata) {
+                    Lang::Es => "cancelado por un cambio concurrente, reintente",
+                    _ => "aborted by a concurrent change, retry",
+                }));
+            }
+        };
         // The user's cached pages no longer hold every payment: drop them before answering,
         // so the caller's next ListPayments misses. A cache outage must not fail the call;
         // the entries then expire with their TTL.
@@ -108,15 +200,16 @@ impl PaymentService for Payments {
         &self,
         request: Request<GetPaymentRequest>,
     ) -> Result<Response<Payment>, Status> {
+        let caller = caller(&request)?;
         let deadline = request_deadline(&request);
         let (metadata, _, body) = request.into_parts();
         let id = body.id;
         match self.store.get(&id, deadline.as_ref()).await? {
-            Some(payment) => Ok(tagged(payment, &format!("payment:{id}"))),
-            None => Err(Status::not_found(match lang(&metadata) {
-                Lang::Es => "pago no encontrado",
-                _ => "payment not found",
-            })),
+            Some(payment) if payment.user_id == caller => {
+                Ok(tagged(payment, &format!("payment:{id}")))
+            }
+            // Someone else's payment is as absent as a missing one.
+            _ => Err(payment_not_found(&metadata)),
         }
     }
 
@@ -124,8 +217,10 @@ impl PaymentService for Payments {
         &self,
         request: Request<ListPaymentsRequest>,
     ) -> Result<Response<ListPaymentsResponse>, Status> {
+        let caller = caller(&request)?;
         let deadline = request_deadline(&request);
         let (metadata, _, body) = request.into_parts();
+        own(&caller, &body.user_id, &metadata)?;
         let before = match body.page_token.as_str() {
             "" => None,
             token => match uuid::Uuid::try_parse(token) {
@@ -175,7 +270,10 @@ impl PaymentService for Payments {
         &self,
         request: Request<WatchPaymentsRequest>,
     ) -> Result<Response<Self::WatchPaymentsStream>, Status> {
-        let user_id = request.into_inner().user_id;
+        let caller = caller(&request)?;
+        let (metadata, _, body) = request.into_parts();
+        own(&caller, &body.user_id, &metadata)?;
+        let user_id = body.user_id;
         Ok(Response::new(Box::pin(
             self.hub.watch(user_id, self.store.clone()),
         )))

@@ -19,7 +19,51 @@ pub struct NewPayment {
     pub description: String,
     /// The creating call's `x-request-id`, carried by the event.
     pub request_id: String,
+    /// The caller's `idempotency-key`, if it sent one.
+    pub idempotency_key: Option<String>,
 }
+
+impl NewPayment {
+    /// What a retry must repeat to get the first payment back: a SHA-256 (hex) of the amount,
+    /// the currency and the description, each length-prefixed so no two requests share an
+    /// encoding. The user is part of the key already.
+    pub fn request_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(b"payments.v1.CreatePayment:1\n");
+        hash.update(self.amount_cents.to_be_bytes());
+        for field in [&self.currency, &self.description] {
+            hash.update((field.len() as u64).to_be_bytes());
+            hash.update(field.as_bytes());
+        }
+        hash.finalize()
+            .iter()
+            .fold(String::with_capacity(64), |mut hex, byte| {
+                use std::fmt::Write;
+                let _ = write!(hex, "{byte:02x}");
+                hex
+            })
+    }
+}
+
+/// What [`Store::create`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Created {
+    /// A new payment was stored.
+    New(Payment),
+    /// The user's idempotency key was used before for the same request: the first call's
+    /// payment, nothing stored.
+    Replayed(Payment),
+    /// The user's idempotency key was used before for a different request: nothing stored.
+    KeyReused,
+    /// The row holding the key was gone each time it was read, [`CREATE_ATTEMPTS`] times
+    /// (only concurrent deletes do that): nothing stored, the caller may retry.
+    Contended,
+}
+
+/// How many times [`Store::create`] tries when the row that held its idempotency key is gone
+/// by the time it reads it (only a concurrent delete does that).
+const CREATE_ATTEMPTS: usize = 3;
 
 /// A payment whose created event is not acknowledged yet.
 #[derive(Clone, Debug)]
@@ -51,42 +95,73 @@ impl Store {
         &self.db
     }
 
-    /// Records a new payment. `published`: no event is due (events are off), so the relay
-    /// never announces it.
+    /// Records a new payment, at most one per user and idempotency key. `published`: no
+    /// event is due (events are off), so the relay never announces it.
+    ///
+    /// With a key, the insert does nothing when the user's key is taken (the unique index
+    /// `pay_payment_idempotency` decides, so concurrent calls with one key store one row),
+    /// and the row that holds it is read back: [`Created::Replayed`] when its request hash
+    /// matches, else [`Created::KeyReused`].
     pub async fn create(
         &self,
         new: NewPayment,
         published: bool,
         deadline: Option<&Deadline>,
-    ) -> Result<Payment, DbError> {
+    ) -> Result<Created, DbError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         let created_at_ms = i64::try_from(now.as_millis()).unwrap_or(i64::MAX);
-        let id = uuid::Uuid::now_v7().hyphenated().to_string();
-        let query = Query::new(format!(
-            "INSERT INTO {} ({COLUMNS}, request_id, event_published) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            self.table
-        ))
-        .bind(id.as_str())
-        .bind(new.user_id.as_str())
-        .bind(new.amount_cents)
-        .bind(new.currency.as_str())
-        .bind(new.description.as_str())
-        .bind(status_name(PaymentStatus::Accepted))
-        .bind(created_at_ms)
-        .bind(new.request_id.as_str())
-        .bind(i64::from(published));
-        self.db.execute("insert_payment", deadline, query).await?;
-        Ok(Payment {
-            id,
-            user_id: new.user_id,
-            amount_cents: new.amount_cents,
-            currency: new.currency,
-            description: new.description,
-            status: PaymentStatus::Accepted as i32,
-            created_at: Some(timestamp(created_at_ms)),
-        })
+        let request_hash = new.idempotency_key.as_ref().map(|_| new.request_hash());
+        for _ in 0..CREATE_ATTEMPTS {
+            let id = uuid::Uuid::now_v7().hyphenated().to_string();
+            let query = Query::new(format!(
+                "INSERT INTO {} ({COLUMNS}, request_id, event_published, idempotency_key, request_hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (user_id, idempotency_key) DO NOTHING",
+                self.table
+            ))
+            .bind(id.as_str())
+            .bind(new.user_id.as_str())
+            .bind(new.amount_cents)
+            .bind(new.currency.as_str())
+            .bind(new.description.as_str())
+            .bind(status_name(PaymentStatus::Accepted))
+            .bind(created_at_ms)
+            .bind(new.request_id.as_str())
+            .bind(i64::from(published))
+            .bind(new.idempotency_key.as_deref())
+            .bind(request_hash.as_deref());
+            let inserted = self.db.execute("insert_payment", deadline, query).await?;
+            // Without a key, NULLs never conflict: the row is in (or the statement failed).
+            let (Some(key), Some(hash)) = (&new.idempotency_key, &request_hash) else {
+                return Ok(Created::New(stored(id, new, created_at_ms)));
+            };
+            if inserted > 0 {
+                return Ok(Created::New(stored(id, new, created_at_ms)));
+            }
+            // The key is taken: the conflicting insert committed before ours did nothing
+            // (PostgreSQL waits for it), so this read sees it.
+            let query = Query::new(format!(
+                "SELECT {COLUMNS}, request_hash FROM {} WHERE user_id = $1 AND idempotency_key = $2",
+                self.table
+            ))
+            .bind(new.user_id.as_str())
+            .bind(key.as_str());
+            if let Some(row) = self
+                .db
+                .fetch_optional("get_payment_by_idempotency_key", deadline, query)
+                .await?
+            {
+                let first_hash: Option<String> = row.try_get("request_hash")?;
+                return Ok(if first_hash.as_deref() == Some(hash.as_str()) {
+                    Created::Replayed(payment(&row)?)
+                } else {
+                    Created::KeyReused
+                });
+            }
+        }
+        Ok(Created::Contended)
     }
 
     /// One payment.
@@ -188,6 +263,19 @@ impl Store {
             .execute("mark_payment_published", None, query)
             .await?;
         Ok(())
+    }
+}
+
+/// The payment just stored from `new`.
+fn stored(id: String, new: NewPayment, created_at_ms: i64) -> Payment {
+    Payment {
+        id,
+        user_id: new.user_id,
+        amount_cents: new.amount_cents,
+        currency: new.currency,
+        description: new.description,
+        status: PaymentStatus::Accepted as i32,
+        created_at: Some(timestamp(created_at_ms)),
     }
 }
 

@@ -29,6 +29,8 @@ fn export_sh_matches_the_service_defaults() {
         "REQUEST_TIMEOUT_SECONDS=\"30\"",
         "LOG_FORMAT=\"pretty\"",
         "LOG_DIR=\"\"",
+        "AUTH_JWT_SECRET=\"dev-secret\"",
+        "AUTH_JWKS_URL=\"\"",
     ] {
         assert!(current.contains(&format!("export {name}")), "{name}");
     }
