@@ -39,7 +39,7 @@ for _ in $(seq 1 300); do
 done
 addr="$(sed -n 's/^listening on //p' "$demo/out")"
 [ -n "$addr" ] || { echo "the payments service did not start"; cat "$demo/err"; exit 1; }
-target/debug/payments-client "http://$addr" readme-user
+target/debug/payments-client "http://$addr" --user readme-user
 kill -TERM "$server"
 wait "$server"
 rm -rf "$demo"

@@ -1,30 +1,81 @@
-//! A client for the payments example: creates a payment, fetches it twice (the second answer
+//! A client for the payments example: creates a payment (and retries it with the same
+//! idempotency key, which returns the same payment), fetches it twice (the second answer
 //! comes from the cache), lists the user's payments, then watches for new ones while it
 //! creates one more. Prints what it sees.
 //!
-//! `cargo run -p payments-example --bin payments-client -- [http://127.0.0.1:50051] [user]`
+//! `cargo run -p payments-example --bin payments-client -- [http://127.0.0.1:50051] [--user NAME]`
+//!
+//! It calls as `--user` (default `user-1`; a second positional argument works too) with a
+//! bearer JWT it mints itself: HS256 with `AUTH_JWT_SECRET` from the environment (default
+//! `dev-secret`, the service's development default), `sub` = the user, valid for an hour.
 
 use payments_example::metadata_text;
 use payments_example::pb::payment_service_client::PaymentServiceClient;
 use payments_example::pb::{
     CreatePaymentRequest, GetPaymentRequest, ListPaymentsRequest, Payment, WatchPaymentsRequest,
 };
+use payments_example::service::IDEMPOTENCY_KEY;
+use payments_example::token::{DEV_SECRET, authorize, mint};
 use std::time::Duration;
 use tokio_stream::StreamExt;
 use tonic::Request;
 use tonic_types::StatusExt;
 
-/// A request carrying the caller's id (rate limits and cache entries are per user) and a
-/// request id to find the call in the server's logs.
-fn request<T>(message: T, user: &str, request_id: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    if let Ok(user) = user.parse() {
-        request.metadata_mut().insert("x-user-id", user);
+const USAGE: &str = "usage: payments-client [http://127.0.0.1:50051] [--user NAME]";
+
+/// The address and the user from the command line.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(String, String), String> {
+    let mut positional = Vec::new();
+    let mut user = None;
+    while let Some(arg) = args.next() {
+        if arg == "--user" {
+            user = Some(args.next().ok_or(USAGE)?);
+        } else if let Some(name) = arg.strip_prefix("--user=") {
+            user = Some(name.to_owned());
+        } else if arg.starts_with('-') {
+            return Err(format!("unknown argument {arg}\n{USAGE}"));
+        } else {
+            positional.push(arg);
+        }
     }
+    let mut positional = positional.into_iter();
+    let addr = positional
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:50051".to_owned());
+    // The user as a second positional argument, as before `--user`.
+    let user = match (user, positional.next()) {
+        (Some(_), Some(_)) => return Err(format!("the user is given twice\n{USAGE}")),
+        (Some(user), None) | (None, Some(user)) => user,
+        (None, None) => "user-1".to_owned(),
+    };
+    if positional.next().is_some() {
+        return Err(USAGE.to_owned());
+    }
+    if user.is_empty() {
+        return Err(format!("the user is empty\n{USAGE}"));
+    }
+    Ok((addr, user))
+}
+
+/// A request carrying the caller's token (who calls: rate limits and cache entries are per
+/// user) and a request id to find the call in the server's logs.
+fn request<T>(message: T, token: &str, request_id: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    authorize(&mut request, token);
     if let Ok(id) = request_id.parse() {
         request.metadata_mut().insert("x-request-id", id);
     }
     request.set_timeout(Duration::from_secs(10));
+    request
+}
+
+/// A `CreatePayment` request with an idempotency key: sent again with the same key, it
+/// returns the same payment instead of making a second one.
+fn create<T>(message: T, token: &str, request_id: &str, key: &str) -> Request<T> {
+    let mut request = request(message, token, request_id);
+    if let Ok(key) = key.parse() {
+        request.metadata_mut().insert(IDEMPOTENCY_KEY, key);
+    }
     request
 }
 
@@ -42,38 +93,56 @@ fn show(payment: &Payment) -> String {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let addr = args
-        .next()
-        .unwrap_or_else(|| "http://127.0.0.1:50051".to_owned());
-    let user = args.next().unwrap_or_else(|| "user-1".to_owned());
+    let (addr, user) = match parse_args(std::env::args().skip(1)) {
+        Ok(parsed) => parsed,
+        Err(usage) => {
+            eprintln!("payments-client: {usage}");
+            std::process::exit(2);
+        }
+    };
+    let secret = std::env::var("AUTH_JWT_SECRET").unwrap_or_else(|_| DEV_SECRET.to_owned());
+    let token = mint(&secret, &user, Duration::from_secs(3600))?;
     let mut client = PaymentServiceClient::connect(addr.clone()).await?;
-    println!("connected to {addr} as {user}");
+    println!("connected to {addr} as {user} (bearer JWT, HS256, sub {user:?}, expires in 1 h)");
 
+    // One key per intended payment; a retry of that payment sends it again.
+    let key = uuid::Uuid::now_v7().simple().to_string();
+    let coffee = CreatePaymentRequest {
+        user_id: user.clone(),
+        amount_cents: 1250,
+        currency: "EUR".to_owned(),
+        description: "coffee beans".to_owned(),
+    };
     let created = client
-        .create_payment(request(
-            CreatePaymentRequest {
-                user_id: user.clone(),
-                amount_cents: 1250,
-                currency: "EUR".to_owned(),
-                description: "coffee beans".to_owned(),
-            },
-            &user,
-            "client-create-1",
-        ))
+        .create_payment(create(coffee.clone(), &token, "client-create-1", &key))
         .await?;
     println!(
-        "created  {} (x-request-id {})",
+        "created  {} (x-request-id {}, idempotency-key {key})",
         show(created.get_ref()),
         metadata_text(&created, "x-request-id")
     );
     let id = created.into_inner().id;
+    let retried = client
+        .create_payment(create(coffee, &token, "client-create-1-retry", &key))
+        .await?
+        .into_inner();
+    if retried.id != id {
+        return Err(format!(
+            "the retry with idempotency-key {key} made a second payment {}",
+            retried.id
+        )
+        .into());
+    }
+    println!(
+        "retried  {} (same idempotency-key: same payment, none added)",
+        retried.id
+    );
 
     for attempt in 1..=2 {
         let got = client
             .get_payment(request(
                 GetPaymentRequest { id: id.clone() },
-                &user,
+                &token,
                 &format!("client-get-{attempt}"),
             ))
             .await?;
@@ -91,7 +160,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 page_size: 10,
                 page_token: String::new(),
             },
-            &user,
+            &token,
             "client-list-1",
         ))
         .await?;
@@ -103,15 +172,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let invalid = client
-        .create_payment(request(
+        .create_payment(create(
             CreatePaymentRequest {
                 user_id: user.clone(),
                 amount_cents: 0,
                 currency: "euro".to_owned(),
                 description: String::new(),
             },
-            &user,
+            &token,
             "client-invalid-1",
+            &uuid::Uuid::now_v7().simple().to_string(),
         ))
         .await;
     if let Err(status) = invalid {
@@ -128,28 +198,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             WatchPaymentsRequest {
                 user_id: user.clone(),
             },
-            &user,
+            &token,
             "client-watch-1",
         ))
         .await?
         .into_inner();
     let mut watcher = client.clone();
-    let creator_user = user.clone();
-    let creating = tokio::spawn(async move {
-        // The watch is open once its response headers arrived (above); create after it.
-        watcher
-            .create_payment(request(
-                CreatePaymentRequest {
-                    user_id: creator_user.clone(),
-                    amount_cents: 399,
-                    currency: "EUR".to_owned(),
-                    description: "watched".to_owned(),
-                },
-                &creator_user,
-                "client-create-2",
-            ))
-            .await
-    });
+    let watched = create(
+        CreatePaymentRequest {
+            user_id: user.clone(),
+            amount_cents: 399,
+            currency: "EUR".to_owned(),
+            description: "watched".to_owned(),
+        },
+        &token,
+        "client-create-2",
+        &uuid::Uuid::now_v7().simple().to_string(),
+    );
+    // The watch is open once its response headers arrived (above); create after it.
+    let creating = tokio::spawn(async move { watcher.create_payment(watched).await });
     let seen = match tokio::time::timeout(Duration::from_secs(10), watch.next()).await {
         Ok(Some(Ok(payment))) => {
             println!("watched  {}", show(&payment));
