@@ -11,12 +11,19 @@ use futures_util::StreamExt;
 use payments_example::metadata_text;
 use payments_example::pb::payment_service_client::PaymentServiceClient;
 use payments_example::pb::{CreatePaymentRequest, GetPaymentRequest, ListPaymentsRequest};
+use payments_example::token::{DEV_SECRET, authorize, mint};
 use std::time::Duration;
 use tonic::Request;
 use tonic_blueprint::db::{Database, DatabaseConfig, Query};
 use tonic_blueprint_testkit::{OwnNats, free_port, unique_prefix};
 
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The caller's bearer token (the servers here run with the default development secret).
+fn caller<T>(request: &mut Request<T>, user: &str) {
+    let token = mint(DEV_SECRET, user, Duration::from_secs(3600)).expect("mint a token");
+    authorize(request, &token);
+}
 
 fn create(user: &str, request_id: &str, cents: i64) -> Request<CreatePaymentRequest> {
     let mut request = Request::new(CreatePaymentRequest {
@@ -25,9 +32,7 @@ fn create(user: &str, request_id: &str, cents: i64) -> Request<CreatePaymentRequ
         currency: "EUR".to_owned(),
         description: "integration".to_owned(),
     });
-    request
-        .metadata_mut()
-        .insert("x-user-id", user.parse().expect("ascii"));
+    caller(&mut request, user);
     request
         .metadata_mut()
         .insert("x-request-id", request_id.parse().expect("ascii"));
@@ -40,17 +45,13 @@ fn list(user: &str) -> Request<ListPaymentsRequest> {
         page_size: 10,
         page_token: String::new(),
     });
-    request
-        .metadata_mut()
-        .insert("x-user-id", user.parse().expect("ascii"));
+    caller(&mut request, user);
     request
 }
 
 fn get(user: &str, id: &str) -> Request<GetPaymentRequest> {
     let mut request = Request::new(GetPaymentRequest { id: id.to_owned() });
-    request
-        .metadata_mut()
-        .insert("x-user-id", user.parse().expect("ascii"));
+    caller(&mut request, user);
     request
 }
 
@@ -131,6 +132,8 @@ async fn postgres_redis_and_nats_are_used_and_no_event_is_lost() {
         ("DATABASE_URL", database_url),
         ("REDIS_URL", "redis://127.0.0.1:6379".to_owned()),
         ("NATS_URL", nats.url()),
+        // Both replicas hash rate-limit keys alike.
+        ("RATE_LIMIT_KEY_SECRET", "payments-backends-test".to_owned()),
     ];
     let server = PaymentsProcess::start(&backends);
     let mut client = PaymentServiceClient::connect(server.uri.clone())

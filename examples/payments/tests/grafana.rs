@@ -7,6 +7,7 @@ mod common;
 use common::PaymentsProcess;
 use payments_example::pb::GetPaymentRequest;
 use payments_example::pb::payment_service_client::PaymentServiceClient;
+use payments_example::token::{DEV_SECRET, authorize, mint};
 use std::io::{Read, Write};
 use tonic_blueprint_testkit::prom::promtool;
 
@@ -57,10 +58,13 @@ async fn the_service_exposes_what_the_dashboard_queries() {
     let mut client = PaymentServiceClient::connect(server.uri.clone())
         .await
         .expect("connect");
+    let mut request = tonic::Request::new(GetPaymentRequest {
+        id: "01900000-0000-7000-8000-000000000000".to_owned(),
+    });
+    let token = mint(DEV_SECRET, "grafana", std::time::Duration::from_secs(3600)).expect("token");
+    authorize(&mut request, &token);
     let missing = client
-        .get_payment(GetPaymentRequest {
-            id: "01900000-0000-7000-8000-000000000000".to_owned(),
-        })
+        .get_payment(request)
         .await
         .expect_err("no such payment");
     assert_eq!(missing.code(), tonic::Code::NotFound);
