@@ -103,6 +103,8 @@ pub const DEADLINE_EXCEEDED_EN: &str = "deadline exceeded";
 pub const INTERNAL_EN: &str = "internal error";
 /// The rate limiter's English text.
 pub const RATE_LIMITED_EN: &str = "rate limit exceeded";
+/// UNAUTHENTICATED's English text when the call carries no credential.
+pub const MISSING_CREDENTIALS_EN: &str = "missing credentials";
 
 /// A fixed message of the catalogue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -156,11 +158,19 @@ pub enum Text {
     NotFound,
     /// A transaction aborted by a concurrent change.
     ConcurrentChange,
+    /// UNAUTHENTICATED: the call carries no credential.
+    MissingCredentials,
+    /// UNAUTHENTICATED: the credential does not verify (never says which check failed).
+    InvalidCredentials,
+    /// UNAUTHENTICATED: the credential has expired.
+    ExpiredCredentials,
+    /// PERMISSION_DENIED: the caller may not do this.
+    PermissionDenied,
 }
 
 impl Text {
     /// Every message, for completeness checks.
-    pub const ALL: [Text; 24] = [
+    pub const ALL: [Text; 28] = [
         Text::DeadlineExceeded,
         Text::Internal,
         Text::RateLimited,
@@ -185,6 +195,10 @@ impl Text {
         Text::InvalidData,
         Text::NotFound,
         Text::ConcurrentChange,
+        Text::MissingCredentials,
+        Text::InvalidCredentials,
+        Text::ExpiredCredentials,
+        Text::PermissionDenied,
     ];
 
     /// The message in `lang`.
@@ -243,6 +257,14 @@ impl Text {
             (Text::NotFound, Es) => "no encontrado",
             (Text::ConcurrentChange, En) => "aborted by a concurrent change, retry",
             (Text::ConcurrentChange, Es) => "cancelado por un cambio concurrente, reintente",
+            (Text::MissingCredentials, En) => MISSING_CREDENTIALS_EN,
+            (Text::MissingCredentials, Es) => "faltan las credenciales",
+            (Text::InvalidCredentials, En) => "invalid credentials",
+            (Text::InvalidCredentials, Es) => "credenciales no válidas",
+            (Text::ExpiredCredentials, En) => "expired credentials",
+            (Text::ExpiredCredentials, Es) => "credenciales caducadas",
+            (Text::PermissionDenied, En) => "permission denied",
+            (Text::PermissionDenied, Es) => "permiso denegado",
         }
     }
 }

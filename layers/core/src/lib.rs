@@ -5,9 +5,11 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | [`caller`] | [`Identity`]: the caller an authentication layer proved, read by every layer keyed on the caller |
 //! | [`identity`] | [`RpcIdentity`]: `/pkg.Service/Method` parsed once, stored in the request extensions, and the [`RpcKind`] |
 //! | [`policy`] | [`MethodPolicy`]: one value per method (default, `pkg.Service/*`, exact method), serde-loadable |
 //! | [`rejection`] | [`reject`]: trailers-only gRPC error responses (always HTTP 200) with capped message and details |
+//! | [`refusable`] | [`RefusableBody`]: the response body of a layer that may refuse (inner, or empty) |
 //! | [`outcome`] | [`observe`]: a response-body wrapper that reports the final gRPC status exactly once |
 //! | [`deadline`] | the `grpc-timeout` parser and the [`Deadline`] request extension |
 //! | [`frame`] | the bounded reader of a unary request's length-prefixed message frames |
@@ -41,6 +43,7 @@
 //!
 //! [tonic-blueprint]: https://docs.rs/tonic-blueprint
 
+pub mod caller;
 pub mod catalogue;
 pub mod code;
 pub mod counters;
@@ -52,10 +55,12 @@ pub mod identity;
 pub mod names;
 pub mod outcome;
 pub mod policy;
+pub mod refusable;
 pub mod registry;
 pub mod rejection;
 pub mod request_id;
 
+pub use caller::{AuthMethod, INFRASTRUCTURE_SERVICES, Identity, is_infrastructure};
 pub use code::code_label;
 pub use counters::MethodCounters;
 pub use deadline::{Deadline, DeadlineSource, encode_grpc_timeout, parse_grpc_timeout};
@@ -63,6 +68,7 @@ pub use frame::{CountedBody, FrameError, MessageCounter, UnaryRequest, read_unar
 pub use identity::{RpcIdentity, RpcKind};
 pub use outcome::{ObservedBody, OnOutcome, Outcome, OutcomeSource, observe};
 pub use policy::{MethodPolicy, PolicyKey};
+pub use refusable::RefusableBody;
 pub use registry::{MethodInfo, MethodRegistry};
 pub use rejection::{MAX_DETAILS_BYTES, MAX_MESSAGE_BYTES, cap_status, reject, status_trailers};
 pub use request_id::RequestId;

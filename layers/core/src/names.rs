@@ -33,3 +33,8 @@ pub const CACHE_SETS: &str = "grpc_server_cache_sets_total";
 pub const CACHE_DELETES: &str = "grpc_server_cache_deletes_total";
 /// Response cache backend errors (counter).
 pub const CACHE_ERRORS: &str = "grpc_server_cache_errors_total";
+/// Calls the Auth layer refused, by `reason`: `missing`, `invalid`, `expired` or
+/// `forbidden` (counter).
+pub const AUTH_FAILURES: &str = "grpc_server_auth_failures_total";
+/// The label of [`AUTH_FAILURES`] saying why.
+pub const LABEL_REASON: &str = "reason";

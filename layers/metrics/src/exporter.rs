@@ -117,6 +117,11 @@ pub const DESCRIPTIONS: &[(&str, MetricType, &str)] = &[
         MetricType::Counter,
         "Response cache backend errors.",
     ),
+    (
+        shared::AUTH_FAILURES,
+        MetricType::Counter,
+        "RPCs refused by the Auth layer, by reason.",
+    ),
 ];
 
 /// The type of a described metric.
