@@ -11,6 +11,7 @@
 //! | `panic-recovery` | [`tonic-blueprint-panic-recovery`](panic_recovery) | panics in handlers and mid-stream become INTERNAL, logged with their location, never leaked |
 //! | `logging` | [`tonic-blueprint-logging`](logging) | request ids, one span per call, the finishing event at a level chosen by outcome, sensitive metadata redacted |
 //! | `metrics` | [`tonic-blueprint-metrics`](metrics) | the go-grpc-prometheus metric family from the real final status, and the `/metrics` exporter |
+//! | `auth` | [`tonic-blueprint-auth`](auth) | verified callers: bearer JWTs (secret, PEM or a rotating JWKS) and hashed API keys, per-method scopes, the `Identity` every caller-keyed layer reads |
 //! | `rate-limit` | [`tonic-blueprint-rate-limit`](rate_limit) | per-caller quotas per method, RESOURCE_EXHAUSTED with RetryInfo, bounded memory |
 //! | `cache` | [`tonic-blueprint-cache`](cache) | unary response caching: opt-in per method, vary metadata, single-flight, trailers kept; the cache client |
 //! | `redis` (off) | | the Redis backends: one quota across replicas, shared and two-tier caches |
@@ -42,7 +43,7 @@
 //! ```
 //!
 //! The order of the full blueprint stack (outermost first) is RequestLogging, Metrics,
-//! PanicRecovery, Timeout, RateLimit, RequestValidation, ResponseCache; each layer also works
+//! PanicRecovery, Timeout, Auth, RateLimit, RequestValidation, ResponseCache; each layer also works
 //! alone and in any order.
 
 #[doc(inline)]
@@ -63,6 +64,10 @@ pub use tonic_blueprint_logging as logging;
 #[cfg(feature = "metrics")]
 #[doc(inline)]
 pub use tonic_blueprint_metrics as metrics;
+
+#[cfg(feature = "auth")]
+#[doc(inline)]
+pub use tonic_blueprint_auth as auth;
 
 #[cfg(feature = "rate-limit")]
 #[doc(inline)]
