@@ -51,13 +51,13 @@ fn check(c: &mut Criterion) {
     group.bench_function("local_gcra", |b| {
         b.iter(|| {
             i = (i + 1) % KEYS;
-            black_box(gcra.check_hashed(i))
+            black_box(gcra.check_hashed(i, 0))
         })
     });
     group.bench_function("local_strict", |b| {
         b.iter(|| {
             i = (i + 1) % KEYS;
-            black_box(strict.check_hashed(i))
+            black_box(strict.check_hashed(i, 0))
         })
     });
     group.finish();
@@ -190,13 +190,13 @@ fn memory(_: &mut Criterion) {
     let gcra = LocalLimiter::new(&Quota::per_minute(100).gcra(100), 2_000_000);
     measure("local GCRA", &|| {
         (0..N).for_each(|k| {
-            gcra.check_hashed(k.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            gcra.check_hashed(k.wrapping_mul(0x9E37_79B9_7F4A_7C15), 0);
         })
     });
     let strict = LocalLimiter::new(&Quota::per_minute(100), 2_000_000);
     measure("local strict", &|| {
         (0..N).for_each(|k| {
-            strict.check_hashed(k.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            strict.check_hashed(k.wrapping_mul(0x9E37_79B9_7F4A_7C15), 0);
         })
     });
     let governor = Arc::new(RateLimiter::keyed(GovernorQuota::per_minute(

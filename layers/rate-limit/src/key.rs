@@ -6,11 +6,7 @@ use siphasher::sip::SipHasher13;
 use std::hash::Hasher;
 use std::net::IpAddr;
 use std::sync::Arc;
-
-/// An identity an authentication layer stored in the request extensions, for
-/// [`KeySource::Identity`].
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct CallerIdentity(pub String);
+use tonic_blueprint_core::Identity;
 
 /// What a custom key function sees of a request.
 #[derive(Debug)]
@@ -29,9 +25,12 @@ type KeyFn = dyn Fn(&KeyRequest<'_>) -> Option<String> + Send + Sync;
 /// Where a call's rate-limit key comes from.
 #[derive(Clone)]
 pub enum KeySource {
-    /// A metadata value such as `x-user-id` or `x-api-key` (hashed, never stored raw).
+    /// A metadata value such as `x-user-id` (hashed, never stored raw). The caller writes
+    /// it: use it only when a trusted gateway in front sets it and strips it from callers, or
+    /// a client gets a fresh quota per value.
     Metadata(HeaderName),
-    /// The [`CallerIdentity`] an authentication layer put in the request extensions.
+    /// The verified [`Identity`] (subject and tenant) an authentication layer put in the
+    /// request extensions.
     Identity,
     /// The client's IP: the peer address, or the forwarded address when the peer is a trusted
     /// proxy.
@@ -65,28 +64,72 @@ pub(crate) struct KeyConfig {
     pub(crate) secret: (u64, u64),
 }
 
-/// The hashed key of a call.
+/// The hashed keys of a call: its own, and the one it counts against instead when the
+/// limiter is full and its own key is new (its client IP's, or the /64 prefix's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct CallKey(pub(crate) u64);
+pub(crate) struct CallKey {
+    pub(crate) own: u64,
+    pub(crate) overflow: u64,
+}
+
+/// A secret no one else knows: random per process (std's hash keys are seeded from the
+/// operating system's random source).
+pub(crate) fn random_secret() -> (u64, u64) {
+    use std::hash::BuildHasher;
+    let state = std::collections::hash_map::RandomState::new();
+    (state.hash_one(0x6b30_u64), state.hash_one(0x6b31_u64))
+}
+
+/// The two SipHash keys of a configured secret text (the same text gives the same keys on
+/// every replica).
+pub(crate) fn secret_from_text(text: &str) -> (u64, u64) {
+    let half = |salt: u64| {
+        let mut hasher = SipHasher13::new_with_keys(salt, !salt);
+        hasher.write(text.as_bytes());
+        hasher.finish()
+    };
+    (half(0x7274_6c6b_6579_3031), half(0x7274_6c6b_6579_3032))
+}
 
 impl KeyConfig {
     pub(crate) fn key<B>(&self, request: &http::Request<B>) -> CallKey {
+        let ip = self.client_ip(request);
+        let overflow = self.ip_key(b"o", ip);
+        let own = self.own_key(request, ip);
+        CallKey { own, overflow }
+    }
+
+    fn ip_key(&self, kind: &[u8], ip: Option<IpAddr>) -> u64 {
+        match ip {
+            Some(IpAddr::V4(ip)) => self.hash(kind, &ip.octets()),
+            // One key per /64: a single IPv6 allocation holds 2^64 addresses to rotate through.
+            Some(IpAddr::V6(ip)) => self.hash(kind, &ip.octets()[..8]),
+            None => self.hash(b"a", b""),
+        }
+    }
+
+    fn own_key<B>(&self, request: &http::Request<B>, ip: Option<IpAddr>) -> u64 {
         let found = match &self.source {
             KeySource::Metadata(name) => request
                 .headers()
                 .get(name)
                 .filter(|v| !v.is_empty())
                 .map(|v| self.hash(b"m", v.as_bytes())),
-            KeySource::Identity => request
-                .extensions()
-                .get::<CallerIdentity>()
-                .map(|c| self.hash(b"i", c.0.as_bytes())),
+            KeySource::Identity => request.extensions().get::<Identity>().map(|caller| {
+                let mut hasher = self.hasher(b"i");
+                hasher.write(caller.subject().as_bytes());
+                hasher.write_u8(0xff);
+                if let Some(tenant) = caller.tenant() {
+                    hasher.write(tenant.as_bytes());
+                }
+                hasher.finish()
+            }),
             KeySource::ClientIp => None,
             KeySource::Global => return self.hash(b"g", b""),
             KeySource::Custom(f) => f(&KeyRequest {
                 headers: request.headers(),
                 extensions: request.extensions(),
-                client_ip: self.client_ip(request),
+                client_ip: ip,
             })
             .map(|value| self.hash(b"c", value.as_bytes())),
         };
@@ -96,20 +139,20 @@ impl KeyConfig {
         if !self.fallback_to_ip && !matches!(self.source, KeySource::ClientIp) {
             return self.hash(b"a", b"");
         }
-        match self.client_ip(request) {
-            Some(IpAddr::V4(ip)) => self.hash(b"p", &ip.octets()),
-            // One key per /64: a single IPv6 allocation holds 2^64 addresses to rotate through.
-            Some(IpAddr::V6(ip)) => self.hash(b"p", &ip.octets()[..8]),
-            None => self.hash(b"a", b""),
-        }
+        self.ip_key(b"p", ip)
     }
 
-    fn hash(&self, kind: &[u8], value: &[u8]) -> CallKey {
+    fn hasher(&self, kind: &[u8]) -> SipHasher13 {
         let mut hasher = SipHasher13::new_with_keys(self.secret.0, self.secret.1);
         hasher.write(kind);
         hasher.write_u8(0xff);
+        hasher
+    }
+
+    fn hash(&self, kind: &[u8], value: &[u8]) -> u64 {
+        let mut hasher = self.hasher(kind);
         hasher.write(value);
-        CallKey(hasher.finish())
+        hasher.finish()
     }
 
     /// The peer's IP, or, when the peer is a trusted proxy, the client it forwards for.

@@ -19,6 +19,7 @@ pub struct RateLimitLayer {
     keys: KeyConfig,
     capacity: usize,
     expose_remaining: bool,
+    limit_infrastructure: bool,
     registry: Option<tonic_blueprint_core::MethodRegistry>,
     #[cfg(feature = "redis")]
     redis: Option<Arc<crate::redis::RedisBackend>>,
@@ -56,10 +57,11 @@ impl RateLimitLayer {
                 source: KeySource::ClientIp,
                 fallback_to_ip: true,
                 trusted_proxies: Vec::new(),
-                secret: (0x7462_6c75_6570_7269, 0x6e74_2d72_6174_656c),
+                secret: crate::key::random_secret(),
             },
             capacity: DEFAULT_CAPACITY,
             expose_remaining: false,
+            limit_infrastructure: false,
             registry: None,
             #[cfg(feature = "redis")]
             redis: None,
@@ -110,9 +112,27 @@ impl RateLimitLayer {
         self.changed()
     }
 
-    /// The secret keys are hashed with (SipHash-1-3). Replicas sharing Redis must share it.
+    /// The secret keys are hashed with (SipHash-1-3; default: random per process). Replicas
+    /// sharing Redis must share it.
     pub fn key_secret(mut self, k0: u64, k1: u64) -> Self {
         self.keys.secret = (k0, k1);
+        self.changed()
+    }
+
+    /// [`key_secret`](Self::key_secret) from a secret text (such as `RATE_LIMIT_KEY_SECRET`):
+    /// the same text gives the same keys on every replica.
+    pub fn key_secret_text(mut self, secret: &str) -> Self {
+        self.keys.secret = crate::key::secret_from_text(secret);
+        self.changed()
+    }
+
+    /// Whether the health and reflection services ([`INFRASTRUCTURE_SERVICES`]) are limited
+    /// too (default false: a probe every few seconds must never take a healthy replica out of
+    /// service).
+    ///
+    /// [`INFRASTRUCTURE_SERVICES`]: tonic_blueprint_core::INFRASTRUCTURE_SERVICES
+    pub fn limit_infrastructure(mut self, limit: bool) -> Self {
+        self.limit_infrastructure = limit;
         self.changed()
     }
 
@@ -158,6 +178,7 @@ impl RateLimitLayer {
                     policy,
                     keys: self.keys.clone(),
                     expose_remaining: self.expose_remaining,
+                    limit_infrastructure: self.limit_infrastructure,
                     counters: crate::limiter::Counters::new(self.registry.clone()),
                     #[cfg(feature = "redis")]
                     redis: self.redis.clone(),

@@ -17,16 +17,18 @@
 //! admits more than the limit; [`Mode::Gcra`] is governor's algorithm with a configurable
 //! burst (smoother, but "100 per minute, burst 100" can admit 199 calls in a minute).
 //!
-//! Keys ([`KeySource`]): a metadata value (`x-user-id`, `x-api-key`, ...), the
-//! [`CallerIdentity`] an auth layer stored, the client IP (from tonic's connect info;
+//! Keys ([`KeySource`]): the verified [`Identity`](tonic_blueprint_core::Identity) an auth
+//! layer stored (subject and tenant), the client IP (from tonic's connect info;
 //! `x-forwarded-for` / `x-real-ip` only from [trusted proxies](RateLimitLayer::trusted_proxies)),
-//! one global key, or a function. Keys are hashed (SipHash-1-3 with a secret) and never
-//! stored raw; IPv6 clients count per /64. A call without its key counts against its client
-//! IP (configurable). Metadata keys are only as good as what set them: use them behind
-//! authentication, or a client can rotate `x-user-id` values. The default hashing secret is a
-//! fixed, public value so that replicas sharing Redis agree out of the box; set your own with
-//! [`RateLimitLayer::key_secret`] (the same on every replica), since hashed IPv4 addresses
-//! can be reversed by trying them all.
+//! a metadata value a trusted gateway sets, one global key, or a function. Keys are hashed
+//! (SipHash-1-3 with a secret) and never stored raw; IPv6 clients count per /64. A call
+//! without its key counts against its client IP (configurable). A metadata key is only as good
+//! as what set it: a client that writes its own `x-user-id` gets a fresh quota per value, so use
+//! one only behind a gateway that sets it. The hashing secret is random per process; replicas
+//! sharing Redis must share one ([`RateLimitLayer::key_secret_text`]).
+//!
+//! The health and reflection services are not limited unless
+//! [`RateLimitLayer::limit_infrastructure`] says so.
 //!
 //! The state is shared by every clone of the service and never waits in `poll_ready`.
 //! In-process state is bounded: see [the bound](#memory). With the `redis` feature, every
@@ -57,7 +59,11 @@
 //! Each policy entry keeps at most [`RateLimitLayer::capacity`] keys (default
 //! [`DEFAULT_CAPACITY`]), plus at most [`SWEEP_EVERY`] keys added between two size checks.
 //! Idle keys (fully replenished) are swept at most once a second; while an entry is full, new
-//! callers share one overflow quota.
+//! callers count against their client IP's overflow key (per /64 for IPv6), so a flood of
+//! made-up keys from one address spends only that address's quota. With Redis, the in-process
+//! map counts every call too (its decision is the `FallbackLocal` answer when Redis fails) and
+//! bounds the distinct keys each replica writes to Redis the same way; Redis keys expire with
+//! their window.
 //!
 //! Measured resident memory for one million distinct keys (`cargo bench --bench rate_limit`,
 //! 2026-11-25): GCRA about 40 bytes a key (36 to 42 MiB, the same as governor's keyed
@@ -80,7 +86,7 @@ mod service;
 pub use body::RateLimitBody;
 pub use decision::Decision;
 pub use future::ResponseFuture;
-pub use key::{CallerIdentity, KeyRequest, KeySource};
+pub use key::{KeyRequest, KeySource};
 pub use layer::{DEFAULT_CAPACITY, RateLimitLayer};
 pub use local::{LocalLimiter, SWEEP_EVERY};
 pub use quota::{InvalidQuota, Mode, Quota, STRICT_SUBWINDOWS};

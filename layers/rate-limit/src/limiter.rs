@@ -63,6 +63,7 @@ pub(crate) struct Limiters {
     pub(crate) policy: MethodPolicy<Entry>,
     pub(crate) keys: KeyConfig,
     pub(crate) expose_remaining: bool,
+    pub(crate) limit_infrastructure: bool,
     pub(crate) counters: Counters,
     #[cfg(feature = "redis")]
     pub(crate) redis: Option<Arc<crate::redis::RedisBackend>>,

@@ -3,7 +3,9 @@
 //! The state is a sharded map (dashmap) from the hashed key to a GCRA timestamp or a strict
 //! window's sub-window counts. It is bounded: idle keys (whose quota is fully replenished)
 //! are dropped by a sweep at most once a second, and once the map holds `capacity` keys, new
-//! keys share one overflow quota until the sweep frees room. The map can exceed `capacity` by
+//! keys count against their overflow key (their client IP's, or its prefix's) until the sweep
+//! frees room: a flood of made-up keys from one address then only spends that address's quota,
+//! and callers from anywhere else keep getting their own. The map can exceed `capacity` by
 //! at most [`SWEEP_EVERY`] keys: the number of calls between two size checks.
 //!
 //! Why not governor's keyed limiter: its map cannot be bounded (no capacity, no way to tell a
@@ -78,9 +80,6 @@ type Map<V> = DashMap<u64, V, Prehashed>;
 
 /// Calls between two checks of the map's size (and of whether a sweep is due).
 pub const SWEEP_EVERY: u64 = 1024;
-/// New callers arriving while the map is full share one of this many overflow quotas, chosen
-/// by their key, so one flood of keys cannot lock out every newcomer at once.
-const OVERFLOW_BUCKETS: u64 = 64;
 const SLOTS: usize = STRICT_SUBWINDOWS as usize + 1;
 
 #[derive(Debug)]
@@ -153,18 +152,23 @@ impl LocalLimiter {
         self.clock.now().duration_since(self.epoch).as_nanos() as u64
     }
 
-    /// Checks and counts one call of an already hashed key.
-    pub fn check_hashed(self: &Arc<Self>, key: u64) -> Decision {
-        self.check(CallKey(key))
+    /// Checks and counts one call of an already hashed key, whose overflow key (used once
+    /// the map is full and the key is new) is `overflow`.
+    pub fn check_hashed(self: &Arc<Self>, key: u64, overflow: u64) -> Decision {
+        self.check(CallKey { own: key, overflow })
     }
 
     /// Checks and counts one call.
     pub(crate) fn check(self: &Arc<Self>, key: CallKey) -> Decision {
+        self.check_admitted(self.admitted(key))
+    }
+
+    /// Checks and counts one call of a key [`admitted`](Self::admitted) already.
+    pub(crate) fn check_admitted(self: &Arc<Self>, key: u64) -> Decision {
         let now = self.now();
         if self.calls.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.housekeeping(now);
         }
-        let key = self.admit_key(key.0);
         match &self.store {
             Store::Refuse => Decision::Refused {
                 retry_after: Duration::from_secs(60),
@@ -197,22 +201,18 @@ impl LocalLimiter {
         }
     }
 
-    /// The key to count against: the caller's own, or the shared overflow key when the map is
-    /// full and the caller is new.
-    fn admit_key(&self, key: u64) -> u64 {
+    /// The key to count against: the caller's own, or its overflow key when the map is full
+    /// and the caller is new.
+    pub(crate) fn admitted(&self, key: CallKey) -> u64 {
         if !self.full.load(Ordering::Relaxed) {
-            return key;
+            return key.own;
         }
         let known = match &self.store {
             Store::Refuse => true,
-            Store::Gcra { map, .. } => map.contains_key(&key),
-            Store::Strict { map, .. } => map.contains_key(&key),
+            Store::Gcra { map, .. } => map.contains_key(&key.own),
+            Store::Strict { map, .. } => map.contains_key(&key.own),
         };
-        if known {
-            key
-        } else {
-            u64::MAX - key % OVERFLOW_BUCKETS
-        }
+        if known { key.own } else { key.overflow }
     }
 
     fn len(&self) -> usize {
@@ -417,31 +417,37 @@ mod tests {
     #[test]
     fn a_zero_quota_refuses() {
         let (l, _) = limiter(Quota::refuse_all());
-        assert!(matches!(l.check(CallKey(1)), Decision::Refused { .. }));
+        assert!(matches!(
+            l.check(CallKey {
+                own: 1,
+                overflow: 2
+            }),
+            Decision::Refused { .. }
+        ));
     }
 
     #[test]
-    fn new_keys_share_the_overflow_quota_once_full_and_sweeps_free_idle_keys() {
+    fn new_keys_count_against_their_overflow_key_once_full_and_sweeps_free_idle_keys() {
         let l = LocalLimiter::new(&Quota::new(2, Duration::from_millis(50)), 10);
+        let key = |own, overflow| CallKey { own, overflow };
         for k in 0..10 {
-            l.check(CallKey(k));
+            l.check(key(k, 1_000));
         }
         l.sweep(); // nothing idle yet: the map is full
         assert_eq!(l.keys(), 10);
-        // New keys now count against shared overflow quotas: these ten all land in one.
-        let allowed = (0..10)
-            .map(|i| 100 + i * OVERFLOW_BUCKETS)
-            .filter(|k| matches!(l.check(CallKey(*k)), Decision::Allowed { .. }))
+        // New keys from one address now count against that address's overflow key.
+        let allowed = (100..110)
+            .filter(|k| matches!(l.check(key(*k, 1_000)), Decision::Allowed { .. }))
             .count();
         assert_eq!(allowed, 2);
         assert_eq!(l.keys(), 11, "only the overflow key was added");
-        // A newcomer in another overflow bucket is not locked out by them.
-        assert!(matches!(l.check(CallKey(101)), Decision::Allowed { .. }));
+        // A newcomer from another address is not locked out by them.
+        assert!(matches!(l.check(key(200, 2_000)), Decision::Allowed { .. }));
         // Known keys keep their own quota.
-        assert!(matches!(l.check(CallKey(3)), Decision::Allowed { .. }));
+        assert!(matches!(l.check(key(3, 1_000)), Decision::Allowed { .. }));
         std::thread::sleep(Duration::from_millis(120)); // let every window expire
         l.sweep();
         assert_eq!(l.keys(), 0);
-        assert!(matches!(l.check(CallKey(200)), Decision::Allowed { .. }));
+        assert!(matches!(l.check(key(300, 1_000)), Decision::Allowed { .. }));
     }
 }

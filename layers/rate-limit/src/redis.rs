@@ -10,7 +10,6 @@
 //! limiting resumes by itself when Redis is back.
 
 use crate::decision::Decision;
-use crate::key::CallKey;
 use crate::limiter::{Count, Entry, Limiters};
 use crate::quota::{Mode, Quota, STRICT_SUBWINDOWS};
 use fred::prelude::*;
@@ -121,9 +120,10 @@ impl RedisBackend {
         limiters: &Limiters,
         id: &RpcIdentity,
         entry: &Entry,
-        key: CallKey,
+        key: u64,
+        local: Decision,
     ) -> Decision {
-        let check = self.check_quota(&entry.name, &entry.quota, key.0);
+        let check = self.check_quota(&entry.name, &entry.quota, key);
         match tokio::time::timeout(self.timeout, check).await {
             Ok(Ok(decision)) => decision,
             outcome => {
@@ -147,7 +147,8 @@ impl RedisBackend {
                     FailurePolicy::FailClosed => Decision::Refused {
                         retry_after: Duration::from_secs(1),
                     },
-                    FailurePolicy::FallbackLocal => entry.local.check(key),
+                    // Counted in process before the round trip.
+                    FailurePolicy::FallbackLocal => local,
                 }
             }
         }

@@ -8,7 +8,7 @@ use crate::refusal::refusal;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tonic_blueprint_core::catalogue::Lang;
-use tonic_blueprint_core::{RpcIdentity, reject};
+use tonic_blueprint_core::{RpcIdentity, is_infrastructure, reject};
 use tower_service::Service;
 
 /// Middleware that limits calls per caller; see the [crate docs](crate).
@@ -68,6 +68,9 @@ where
         let id = RpcIdentity::get_or_insert(&mut request);
         // Borrowed, not cloned: the shared count would bounce between cores on every call.
         let limiters = &self.limiters;
+        if !limiters.limit_infrastructure && is_infrastructure(id.service()) {
+            return ResponseFuture::allowed(self.inner.call(request), None);
+        }
         {
             let entry = limiters.entry(&id);
             if entry.quota.limit == 0 {
@@ -91,7 +94,12 @@ where
             let inner = std::mem::replace(&mut self.inner, clone);
             return ResponseFuture::checking(Box::pin(async move {
                 let entry = limiters.entry(&id);
-                let decision = redis.check(&limiters, &id, entry, key).await;
+                // Counted in process too: the local map bounds how many distinct keys this
+                // replica writes to Redis (new callers beyond its capacity count under their
+                // address's overflow key), and its decision is the fallback when Redis fails.
+                let admitted = entry.local.admitted(key);
+                let local = entry.local.check_admitted(admitted);
+                let decision = redis.check(&limiters, &id, entry, admitted, local).await;
                 respond(&limiters, &id, decision, inner, request).await
             }));
         }

@@ -27,6 +27,8 @@ async fn client(url: &str) -> Client {
 fn layer(backend: RedisBackend, quota: Quota) -> RateLimitLayer {
     RateLimitLayer::new(quota)
         .key(KeySource::Metadata("x-user-id".parse().expect("name")))
+        // Replicas sharing Redis share the secret (each layer's own is random otherwise).
+        .key_secret_text("shared by every replica")
         .redis(backend)
 }
 
