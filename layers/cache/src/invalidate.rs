@@ -68,20 +68,22 @@ impl CacheInvalidator {
         self.invalidate_tag(&method_tag(&path)).await
     }
 
-    /// Removes the entry of one request: the method, the encoded request message and the
-    /// request metadata (only the vary keys matter).
+    /// Removes the entry of one request: the method, the encoded request message, the
+    /// verified caller it was cached for (if any) and the request metadata (only the vary keys
+    /// matter).
     pub async fn invalidate_request(
         &self,
         method: &str,
         message: &[u8],
         metadata: &HeaderMap,
+        caller: Option<&tonic_blueprint_core::Identity>,
     ) -> Result<(), StoreError> {
         let path = format!("/{}", method.trim_start_matches('/'));
         let id = RpcIdentity::parse(&path)
             .ok_or_else(|| StoreError(format!("{method:?} is not pkg.Service/Method")))?;
         self.shared
             .store
-            .delete(self.shared.key(&id, message, metadata))
+            .delete(self.shared.key(&id, message, metadata, caller))
             .await?;
         self.count_deletes(1);
         Ok(())

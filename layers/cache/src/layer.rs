@@ -8,12 +8,15 @@ use siphasher::sip::SipHasher13;
 use std::hash::Hasher;
 use std::sync::Arc;
 use std::time::Duration;
-use tonic_blueprint_core::{MethodCounters, MethodPolicy, MethodRegistry, RpcIdentity, names};
+use tonic_blueprint_core::{
+    Identity, MethodCounters, MethodPolicy, MethodRegistry, RpcIdentity, names,
+};
 use tower_layer::Layer;
 
 /// The blueprint's response TTL.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
-/// Metadata a response varies on by default: one caller's response is never another's.
+/// Metadata a response varies on by default, besides the verified caller: one caller's
+/// response is never another's.
 pub const DEFAULT_VARY: [&str; 3] = ["authorization", "x-user-id", "x-tenant-id"];
 
 /// Caches unary responses; see the [crate docs](crate).
@@ -162,6 +165,10 @@ impl Shared {
 
     /// The TTL for a call, or `None` when its method is not cached.
     pub(crate) fn ttl(&self, id: &RpcIdentity) -> Option<Duration> {
+        if tonic_blueprint_core::is_infrastructure(id.service()) {
+            // Health must answer live, and reflection is not worth an entry.
+            return None;
+        }
         self.policy.get(id).or_else(|| {
             self.registry
                 .as_ref()
@@ -171,15 +178,33 @@ impl Shared {
         })
     }
 
-    /// The key: a hash of the method, the request message and the vary metadata. It holds no
-    /// payload, id or credential.
-    pub(crate) fn key(&self, id: &RpcIdentity, message: &[u8], headers: &http::HeaderMap) -> u64 {
+    /// The key: a hash of the method, the request message, the verified caller (subject and
+    /// tenant) when an auth layer proved one, and the vary metadata (less `authorization`
+    /// when there is a caller: a renewed token of the same caller is the same caller). It
+    /// holds no payload, id or credential.
+    pub(crate) fn key(
+        &self,
+        id: &RpcIdentity,
+        message: &[u8],
+        headers: &http::HeaderMap,
+        caller: Option<&Identity>,
+    ) -> u64 {
         let mut hasher = SipHasher13::new_with_keys(0x7462_6361_6368_6531, 0x6b65_7973_6970_6831);
         hasher.write(id.path().as_bytes());
         hasher.write_u8(0);
         hasher.write_usize(message.len());
         hasher.write(message);
+        if let Some(caller) = caller {
+            hasher.write_u8(2);
+            hasher.write(caller.subject().as_bytes());
+            hasher.write_u8(0xff);
+            hasher.write(caller.tenant().unwrap_or_default().as_bytes());
+            hasher.write_u8(0xff);
+        }
         for name in &self.vary {
+            if caller.is_some() && name == http::header::AUTHORIZATION {
+                continue;
+            }
             hasher.write(name.as_str().as_bytes());
             for value in headers.get_all(name) {
                 hasher.write_u8(1);

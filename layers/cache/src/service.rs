@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
-use tonic_blueprint_core::{BoxError, RpcIdentity, read_unary_request, reject};
+use tonic_blueprint_core::{BoxError, Identity, RpcIdentity, read_unary_request, reject};
 use tower_service::Service;
 
 /// `x-cache` on responses of cached methods.
@@ -201,7 +201,12 @@ where
             .map_err(Into::into)?;
         return Ok(response.map(CacheBody::inner));
     }
-    let key = shared.key(&id, &unary.message(), &parts.headers);
+    let key = shared.key(
+        &id,
+        &unary.message(),
+        &parts.headers,
+        parts.extensions.get::<Identity>(),
+    );
 
     if !skips_lookup(&parts.headers) {
         match tokio::time::timeout(shared.lookup_timeout, shared.store.get(key)).await {

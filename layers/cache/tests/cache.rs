@@ -223,7 +223,7 @@ async fn tags_methods_and_single_requests_can_be_invalidated() {
 
     let message = prost::Message::encode_to_vec(&two());
     invalidator
-        .invalidate_request(METHOD, &message, &http::HeaderMap::new())
+        .invalidate_request(METHOD, &message, &http::HeaderMap::new(), None)
         .await
         .expect("invalidate");
     assert_eq!(x_cache(&call(&server, two(), &[]).await), "miss");

@@ -31,9 +31,16 @@ pub(crate) struct Config {
 impl Config {
     /// What a call's record needs to pick its level; cloning it touches no shared count
     /// unless a custom level function is set.
-    pub(crate) fn levels(&self) -> Levels {
+    ///
+    /// Health and reflection calls (`infrastructure`) that succeed are logged at debug: a
+    /// probe every few seconds must not fill the logs.
+    pub(crate) fn levels(&self, infrastructure: bool) -> Levels {
         Levels {
-            ok: self.ok_level,
+            ok: if infrastructure {
+                Level::DEBUG.max(self.ok_level)
+            } else {
+                self.ok_level
+            },
             custom: self.level_for.clone(),
         }
     }

@@ -11,7 +11,9 @@ use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 use tonic_blueprint_core::deadline::client_timeout;
 use tonic_blueprint_core::headers::X_REQUEST_ID;
-use tonic_blueprint_core::{BoxError, CountedBody, RequestId, RpcIdentity, RpcKind};
+use tonic_blueprint_core::{
+    BoxError, CountedBody, RequestId, RpcIdentity, RpcKind, is_infrastructure,
+};
 use tower_service::Service;
 
 /// Middleware that logs every call; see the [crate docs](crate).
@@ -120,6 +122,7 @@ where
             peer.address = peer.map(tracing::field::display),
             request_id = request_id.as_str(),
             grpc.request.deadline = deadline.as_ref().map(tracing::field::display),
+            enduser.id = tracing::field::Empty,
         );
         if tracing::enabled!(tracing::Level::DEBUG) {
             let metadata = Redacted {
@@ -138,7 +141,7 @@ where
         });
         let record = LogRecord {
             span: span.clone(),
-            levels: self.config.levels(),
+            levels: self.config.levels(is_infrastructure(id.service())),
             id,
             kind,
             peer,
