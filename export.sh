@@ -36,8 +36,23 @@ export NATS_URL=""
 # calls per minute per caller and method
 export RATE_LIMIT_PER_MINUTE="100"
 
-# the metadata naming the caller (else the peer IP)
-export RATE_LIMIT_KEY="x-user-id"
+# metadata naming the caller, set by a trusted gateway that strips it from callers; empty: the verified identity, else the peer IP
+export RATE_LIMIT_KEY=""
+
+# the secret rate-limit keys are hashed with; required with REDIS_URL (replicas share it); empty: random per process
+export RATE_LIMIT_KEY_SECRET=""
+
+# the HS256 secret bearer tokens are signed with; with AUTH_JWKS_URL both are accepted
+export AUTH_JWT_SECRET=""
+
+# the JWKS the token signing keys come from (fetched at start-up, refreshed in the background)
+export AUTH_JWKS_URL=""
+
+# the iss tokens must carry; empty: not checked
+export AUTH_ISSUER=""
+
+# the aud tokens must carry; empty: not checked
+export AUTH_AUDIENCE=""
 
 # how long cached responses live
 export CACHE_TTL_SECONDS="300"

@@ -31,6 +31,8 @@ use std::time::Duration;
 pub enum Kind {
     /// Any text.
     Text,
+    /// Any text that must never be shown (a secret): it is left out of every message.
+    Secret,
     /// `host:port` with a numeric host (`127.0.0.1:50051`).
     Address,
     /// `host:port`, or `off` (or empty) to turn the thing off.
@@ -147,8 +149,43 @@ pub const VARIABLES: &[Variable] = &[
         name: "RATE_LIMIT_KEY",
         key: "rate_limit.key",
         kind: Kind::Text,
-        default: "x-user-id",
-        help: "the metadata naming the caller (else the peer IP)",
+        default: "",
+        help: "metadata naming the caller, set by a trusted gateway that strips it from callers; empty: the verified identity, else the peer IP",
+    },
+    Variable {
+        name: "RATE_LIMIT_KEY_SECRET",
+        key: "rate_limit.key_secret",
+        kind: Kind::Secret,
+        default: "",
+        help: "the secret rate-limit keys are hashed with; required with REDIS_URL (replicas share it); empty: random per process",
+    },
+    Variable {
+        name: "AUTH_JWT_SECRET",
+        key: "auth.jwt_secret",
+        kind: Kind::Secret,
+        default: "",
+        help: "the HS256 secret bearer tokens are signed with; with AUTH_JWKS_URL both are accepted",
+    },
+    Variable {
+        name: "AUTH_JWKS_URL",
+        key: "auth.jwks_url",
+        kind: Kind::Url(&["https", "http"]),
+        default: "",
+        help: "the JWKS the token signing keys come from (fetched at start-up, refreshed in the background)",
+    },
+    Variable {
+        name: "AUTH_ISSUER",
+        key: "auth.issuer",
+        kind: Kind::Text,
+        default: "",
+        help: "the iss tokens must carry; empty: not checked",
+    },
+    Variable {
+        name: "AUTH_AUDIENCE",
+        key: "auth.audience",
+        kind: Kind::Text,
+        default: "",
+        help: "the aud tokens must carry; empty: not checked",
     },
     Variable {
         name: "CACHE_TTL_SECONDS",
@@ -222,6 +259,8 @@ pub struct BlueprintConfig {
     pub nats: UrlSection,
     /// `[rate_limit]`.
     pub rate_limit: RateLimitSection,
+    /// `[auth]`.
+    pub auth: AuthSection,
     /// `[cache]`.
     pub cache: CacheSection,
     /// `[timeout]`.
@@ -302,13 +341,61 @@ impl UrlSection {
 }
 
 /// `[rate_limit]`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[non_exhaustive]
 pub struct RateLimitSection {
     /// `RATE_LIMIT_PER_MINUTE`.
     pub per_minute: u32,
-    /// `RATE_LIMIT_KEY`.
+    /// `RATE_LIMIT_KEY`: metadata a trusted gateway sets (empty: the verified identity).
     pub key: String,
+    /// `RATE_LIMIT_KEY_SECRET` (empty: random per process).
+    pub key_secret: String,
+}
+
+impl std::fmt::Debug for RateLimitSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitSection")
+            .field("per_minute", &self.per_minute)
+            .field("key", &self.key)
+            .field("key_secret", &redacted(&self.key_secret))
+            .finish()
+    }
+}
+
+/// `[auth]`: who may call. Without a secret or a JWKS URL, calls are not authenticated.
+#[derive(Clone, Deserialize, PartialEq)]
+#[non_exhaustive]
+pub struct AuthSection {
+    /// `AUTH_JWT_SECRET` (empty: no HS256 key).
+    pub jwt_secret: String,
+    /// `AUTH_JWKS_URL` (empty: no JWKS).
+    pub jwks_url: String,
+    /// `AUTH_ISSUER` (empty: not checked).
+    pub issuer: String,
+    /// `AUTH_AUDIENCE` (empty: not checked).
+    pub audience: String,
+}
+
+impl AuthSection {
+    /// Whether calls are authenticated: a secret or a JWKS URL is set.
+    pub fn enabled(&self) -> bool {
+        !self.jwt_secret.trim().is_empty() || !self.jwks_url.trim().is_empty()
+    }
+}
+
+impl std::fmt::Debug for AuthSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSection")
+            .field("jwt_secret", &redacted(&self.jwt_secret))
+            .field("jwks_url", &self.jwks_url)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+fn redacted(secret: &str) -> &'static str {
+    if secret.is_empty() { "" } else { "<redacted>" }
 }
 
 /// `[cache]`.
@@ -470,7 +557,7 @@ impl Loader {
             {
                 // A URL may carry a password: never repeat it.
                 let shown = match var.kind {
-                    Kind::Url(_) => String::new(),
+                    Kind::Url(_) | Kind::Secret => String::new(),
                     _ => format!("={value:?}"),
                 };
                 problems.push(format!("{}{shown}: {why}", var.name));
@@ -546,7 +633,7 @@ fn one(problem: String) -> ConfigError {
 fn check(kind: Kind, value: &str) -> Result<(), String> {
     let value = value.trim();
     match kind {
-        Kind::Text => Ok(()),
+        Kind::Text | Kind::Secret => Ok(()),
         Kind::Address => value
             .parse::<SocketAddr>()
             .map(|_| ())

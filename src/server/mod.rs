@@ -378,6 +378,9 @@ async fn with_redis(
     config: &BlueprintConfig,
 ) -> Result<PresetStack, ServeError> {
     match config.redis.get() {
+        Some(_) if stack.rate_limit.is_some() && config.rate_limit.key_secret.is_empty() => {
+            Err(ServeError::Stack(StackError::RateLimitSecret))
+        }
         Some(url) => {
             let client = redis::connect_redis(url, 5).await?;
             redis::on_redis(stack, config, client).await
@@ -407,7 +410,13 @@ async fn preset_stack(
     config: &BlueprintConfig,
     descriptors: &[u8],
 ) -> Result<PresetStack, ServeError> {
-    let stack = PresetStack::from_config(config, descriptors).map_err(ServeError::Stack)?;
+    let mut stack = PresetStack::from_config(config, descriptors).map_err(ServeError::Stack)?;
+    if let Some(url) = Some(config.auth.jwks_url.trim()).filter(|u| !u.is_empty()) {
+        let jwks = crate::auth::Jwks::fetch(url)
+            .await
+            .map_err(|e| ServeError::Stack(StackError::Jwks(e)))?;
+        stack.auth = Some(preset::auth_layer(config, Some(jwks)));
+    }
     with_redis(stack, config).await
 }
 

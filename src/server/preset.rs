@@ -1,7 +1,8 @@
-//! The preset stack: the seven layers in the blueprint's order, built from the
+//! The preset stack: the eight layers in the blueprint's order, built from the
 //! configuration, each replaceable or removable.
 
 use super::toggle::toggle;
+use crate::auth::{AuthLayer, JwtVerifier};
 use crate::cache::{MokaStore, ResponseCacheLayer};
 use crate::config::BlueprintConfig;
 use crate::logging::RequestLoggingLayer;
@@ -22,7 +23,7 @@ pub type BoxedService = BoxCloneSyncService<
     BoxError,
 >;
 
-/// The seven layers, outermost first: RequestLogging, Metrics, PanicRecovery, Timeout,
+/// The eight layers, outermost first: RequestLogging, Metrics, PanicRecovery, Timeout, Auth,
 /// RateLimit, RequestValidation, ResponseCache. Set a field to `None` to remove a layer, or
 /// to a layer of your own to replace it.
 ///
@@ -39,6 +40,8 @@ pub struct PresetStack {
     pub panic_recovery: Option<PanicRecoveryLayer>,
     /// Deadlines.
     pub timeout: Option<TimeoutLayer>,
+    /// Verified callers (present when `AUTH_JWT_SECRET` or `AUTH_JWKS_URL` is set).
+    pub auth: Option<AuthLayer>,
     /// Quotas per caller and method.
     pub rate_limit: Option<RateLimitLayer>,
     /// `buf.validate` rules.
@@ -56,6 +59,11 @@ pub enum StackError {
     Validation(crate::validation::BuildError),
     /// The rate-limit metadata key is not a valid metadata name.
     RateLimitKey(String),
+    /// The JWKS at `AUTH_JWKS_URL` could not be fetched.
+    Jwks(crate::auth::JwksError),
+    /// Rate limits shared through Redis need `RATE_LIMIT_KEY_SECRET` (every replica must hash
+    /// keys alike).
+    RateLimitSecret,
 }
 
 impl std::fmt::Display for StackError {
@@ -66,6 +74,10 @@ impl std::fmt::Display for StackError {
             Self::RateLimitKey(key) => {
                 write!(f, "RATE_LIMIT_KEY={key:?} is not a valid metadata name")
             }
+            Self::Jwks(e) => write!(f, "AUTH_JWKS_URL: {e}"),
+            Self::RateLimitSecret => f.write_str(
+                "RATE_LIMIT_KEY_SECRET is required with REDIS_URL: every replica must hash rate-limit keys with the same secret",
+            ),
         }
     }
 }
@@ -85,12 +97,24 @@ impl PresetStack {
     pub fn from_config(config: &BlueprintConfig, descriptors: &[u8]) -> Result<Self, StackError> {
         let registry = MethodRegistry::from_file_descriptor_set(descriptors)
             .map_err(|e| StackError::Descriptors(e.to_string()))?;
-        let key: http::HeaderName = config
-            .rate_limit
-            .key
-            .parse()
-            .map_err(|_| StackError::RateLimitKey(config.rate_limit.key.clone()))?;
-        let quota = Quota::per_minute(config.rate_limit.per_minute);
+        let key = match config.rate_limit.key.trim() {
+            // No trusted gateway: the verified caller, else the peer address.
+            "" => KeySource::Identity,
+            name => KeySource::Metadata(
+                name.parse()
+                    .map_err(|_| StackError::RateLimitKey(name.to_owned()))?,
+            ),
+        };
+        let mut rate_limit = RateLimitLayer::from_policy(per_method(
+            &registry,
+            Quota::per_minute(config.rate_limit.per_minute),
+        ))
+        .key(key)
+        .fallback_to_client_ip(true)
+        .with_registry(registry.clone());
+        if !config.rate_limit.key_secret.is_empty() {
+            rate_limit = rate_limit.key_secret_text(&config.rate_limit.key_secret);
+        }
         let validation = RequestValidationLayer::from_descriptors(descriptors)
             .map_err(StackError::Validation)?
             .max_message_bytes(
@@ -103,12 +127,8 @@ impl PresetStack {
             timeout: Some(TimeoutLayer::new(Duration::from_secs(
                 config.timeout.request_seconds,
             ))),
-            rate_limit: Some(
-                RateLimitLayer::from_policy(per_method(&registry, quota))
-                    .key(KeySource::Metadata(key))
-                    .fallback_to_client_ip(true)
-                    .with_registry(registry.clone()),
-            ),
+            auth: config.auth.enabled().then(|| auth_layer(config, None)),
+            rate_limit: Some(rate_limit),
             validation: Some(validation),
             cache: Some(
                 ResponseCacheLayer::new()
@@ -118,6 +138,28 @@ impl PresetStack {
             ),
         })
     }
+}
+
+/// The auth layer of `config`: HS256 tokens signed with `AUTH_JWT_SECRET`, and tokens signed
+/// with the keys of `jwks` (fetched from `AUTH_JWKS_URL` by [`super::Server::preset_stack`]);
+/// `iss` and `aud` checked when `AUTH_ISSUER` and `AUTH_AUDIENCE` are set. Without `jwks`,
+/// a token only the JWKS could verify is refused: the layer fails closed.
+pub(super) fn auth_layer(config: &BlueprintConfig, jwks: Option<crate::auth::Jwks>) -> AuthLayer {
+    let auth = &config.auth;
+    let mut verifier = JwtVerifier::new();
+    if !auth.jwt_secret.is_empty() {
+        verifier = verifier.secret(auth.jwt_secret.as_bytes());
+    }
+    if let Some(jwks) = jwks {
+        verifier = verifier.jwks(jwks);
+    }
+    if !auth.issuer.trim().is_empty() {
+        verifier = verifier.issuer(auth.issuer.trim());
+    }
+    if !auth.audience.trim().is_empty() {
+        verifier = verifier.audience(auth.audience.trim());
+    }
+    AuthLayer::new().jwt(verifier)
 }
 
 /// `quota` for each known method on its own (`RATE_LIMIT_PER_MINUTE` is per caller and
@@ -148,6 +190,7 @@ where
         let service = toggle(self.cache.as_ref(), inner);
         let service = toggle(self.validation.as_ref(), service);
         let service = toggle(self.rate_limit.as_ref(), service);
+        let service = toggle(self.auth.as_ref(), service);
         let service = toggle(self.timeout.as_ref(), service);
         let service = toggle(self.panic_recovery.as_ref(), service);
         let service = toggle(self.metrics.as_ref(), service);
