@@ -1,12 +1,15 @@
 //! End to end with a client that is not tonic: Python grpcio drives the real `payments` binary.
 //!
 //! The test builds (once, and again whenever `tests/python/requirements.txt` changes) a
-//! virtualenv under `CARGO_TARGET_TMPDIR` with the pinned grpcio packages, starts the server
-//! on a free port with an SQLite file, the in-process cache, no NATS and a rate limit of 5 per
-//! minute, and runs `tests/python/payments_e2e.py` against it. The script generates its stubs
-//! from `proto/` with grpcio-tools and checks health, validation details (BadRequest), rate
-//! limiting (RetryInfo), the response cache and its invalidation, `x-request-id` echo,
-//! NOT_FOUND and the WatchPayments stream. Finally the server must stop cleanly on SIGTERM.
+//! virtualenv under `CARGO_TARGET_TMPDIR` with the pinned grpcio and PyJWT packages, starts the
+//! server on a free port with an SQLite file, the in-process cache, no NATS, a rate limit of 5
+//! per minute and a test `AUTH_JWT_SECRET`, and runs `tests/python/payments_e2e.py` against it
+//! with that secret. The script mints its bearer tokens with PyJWT, generates its stubs from
+//! `proto/` with grpcio-tools and checks health, UNAUTHENTICATED without a valid token, that a
+//! user sees only their own payments, idempotent creates, validation details (BadRequest),
+//! rate limiting per user (RetryInfo), the response cache and its invalidation,
+//! `x-request-id` echo, NOT_FOUND and the WatchPayments stream. Finally the server must stop
+//! cleanly on SIGTERM.
 //!
 //! Needs `python3` (3.11) on PATH and PyPI reachable on the first run; it fails, never skips,
 //! without them.
@@ -17,6 +20,9 @@ use common::PaymentsProcess;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// The secret the server verifies and the script signs with.
+const JWT_SECRET: &str = "python-e2e-secret-of-at-least-32-bytes";
 
 fn python_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
@@ -91,6 +97,7 @@ fn python_grpcio_client_end_to_end() {
         ("RATE_LIMIT_PER_MINUTE", "5".to_owned()),
         ("REDIS_URL", String::new()),
         ("NATS_URL", String::new()),
+        ("AUTH_JWT_SECRET", JWT_SECRET.to_owned()),
     ]);
     let addr = server.uri.trim_start_matches("http://").to_owned();
 
@@ -105,7 +112,9 @@ fn python_grpcio_client_end_to_end() {
             .arg("--addr")
             .arg(&addr)
             .arg("--proto-root")
-            .arg(&proto_root),
+            .arg(&proto_root)
+            .arg("--jwt-secret")
+            .arg(JWT_SECRET),
         "tests/python/payments_e2e.py",
     );
     print!("{}", String::from_utf8_lossy(&output.stdout));

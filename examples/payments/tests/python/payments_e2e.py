@@ -3,12 +3,14 @@
 Drives a running `payments` server with Python grpcio, from stubs that grpcio-tools generates
 at start-up from the service's .proto files, and checks what the layers promise on the wire:
 validation details, rate limiting with RetryInfo, the response cache and its invalidation,
-request-id echo, the server stream and health.
+request-id echo, the server stream, health, authentication (bearer JWTs minted here with
+PyJWT), who may see which payment, and idempotent creates.
 
-Usage: python payments_e2e.py --addr 127.0.0.1:PORT --proto-root /path/to/proto
+Usage: python payments_e2e.py --addr 127.0.0.1:PORT --proto-root /path/to/proto --jwt-secret S
 
-The server must run with RATE_LIMIT_PER_MINUTE=5: every scenario sends its own `x-user-id`
-and makes at most 5 calls per method per user id, except the rate-limit scenario.
+The server must run with AUTH_JWT_SECRET=S and RATE_LIMIT_PER_MINUTE=5: every scenario calls
+as its own user (the token's `sub`, which the rate limit is keyed on) and makes at most 5
+calls per method per user, except the rate-limit scenario.
 Prints one line per scenario passed; exits non-zero on the first failure.
 """
 
@@ -25,12 +27,15 @@ import traceback
 import uuid
 
 import grpc
+import jwt
 
 DEADLINE = 10.0  # seconds, on every RPC
+TOKEN_TTL = 3600  # seconds
 SERVICE = "payments.v1.PaymentService"
 RUN = uuid.uuid4().hex[:8]  # keeps user ids unique across runs against one server
 
 _request_ids = itertools.count(1)
+_jwt_secret = None  # set by main from --jwt-secret
 
 
 class Failure(Exception):
@@ -67,10 +72,24 @@ def user(scenario):
     return f"py-e2e-{RUN}-{scenario}"
 
 
-def metadata(user_id):
-    """x-user-id and a fresh x-request-id; returns (metadata, request_id)."""
+def token(user_id, secret=None, ttl=TOKEN_TTL):
+    """An HS256 bearer JWT for user_id: `sub` is the user, `exp` now + ttl seconds."""
+    claims = {"sub": user_id, "exp": int(time.time()) + ttl}
+    return jwt.encode(claims, secret or _jwt_secret, algorithm="HS256")
+
+
+def metadata(user_id, bearer=None):
+    """The user's bearer token and a fresh x-request-id; returns (metadata, request_id).
+
+    user_id None: no authorization at all; bearer: that token instead of the user's.
+    """
     request_id = f"py-e2e-{next(_request_ids)}"
-    return (("x-user-id", user_id), ("x-request-id", request_id)), request_id
+    md = [("x-request-id", request_id)]
+    if bearer is None and user_id is not None:
+        bearer = token(user_id)
+    if bearer is not None:
+        md.append(("authorization", f"Bearer {bearer}"))
+    return tuple(md), request_id
 
 
 def md_get(md, key):
@@ -80,9 +99,10 @@ def md_get(md, key):
     return None
 
 
-def call(method, request, user_id):
+def call(method, request, user_id, extra=()):
     """A unary call that must succeed; returns (response, initial metadata as a dict)."""
     md, request_id = metadata(user_id)
+    md += tuple(extra)
     try:
         response, rpc = method.with_call(request, metadata=md, timeout=DEADLINE)
     except grpc.RpcError as err:
@@ -98,9 +118,13 @@ def call(method, request, user_id):
     return response, initial
 
 
-def call_error(method, request, user_id, code):
-    """A unary call that must fail with `code`; returns the grpc.RpcError (also a grpc.Call)."""
-    md, request_id = metadata(user_id)
+def call_error(method, request, user_id, code, bearer=None, extra=()):
+    """A unary call that must fail with `code`; returns the grpc.RpcError (also a grpc.Call).
+
+    user_id None: a call without a token; bearer: that token instead of the user's.
+    """
+    md, request_id = metadata(user_id, bearer)
+    md += tuple(extra)
     try:
         response = method(request, metadata=md, timeout=DEADLINE)
     except grpc.RpcError as err:
@@ -160,8 +184,9 @@ def scenario_health(channel, pb, pb_grpc):
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     stub = health_pb2_grpc.HealthStub(channel)
-    for service in ("", SERVICE):
-        response, _ = call(stub.Check, health_pb2.HealthCheckRequest(service=service), user("health"))
+    # Probes carry no token: health is public.
+    for service, caller in (("", user("health")), (SERVICE, user("health")), ("", None)):
+        response, _ = call(stub.Check, health_pb2.HealthCheckRequest(service=service), caller)
         check(
             response.status == health_pb2.HealthCheckResponse.SERVING,
             f"health of {service!r}: {health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)}",
@@ -325,7 +350,7 @@ def scenario_watch(channel, pb, pb_grpc):
         payment, _ = call(
             stub.CreatePayment,
             pb.CreatePaymentRequest(user_id=u, amount_cents=1, currency="JPY"),
-            f"{u}-creator",
+            u,
         )
         try:
             item = received.get(timeout=DEADLINE)
@@ -344,8 +369,77 @@ def scenario_watch(channel, pb, pb_grpc):
     check(not reader.is_alive(), "WatchPayments reader still running after cancel")
 
 
+def scenario_authentication(channel, pb, pb_grpc):
+    stub = pb_grpc.PaymentServiceStub(channel)
+    u = user("auth")
+    create = pb.CreatePaymentRequest(user_id=u, amount_cents=100, currency="EUR")
+    get = pb.GetPaymentRequest(id=str(uuid.uuid4()))
+    for what, bearer in (
+        ("no token", None),
+        ("an expired token", token(u, ttl=-3600)),
+        ("a token signed with another secret", token(u, secret="not-the-server-secret")),
+    ):
+        caller = None if bearer is None else u
+        for method, request in ((stub.CreatePayment, create), (stub.GetPayment, get)):
+            try:
+                call_error(method, request, caller, grpc.StatusCode.UNAUTHENTICATED, bearer=bearer)
+            except Failure as failure:
+                raise Failure(f"with {what}: {failure}") from None
+
+
+def scenario_own_payments_only(channel, pb, pb_grpc):
+    stub = pb_grpc.PaymentServiceStub(channel)
+    owner, other = user("owner"), user("other")
+    created, _ = call(
+        stub.CreatePayment, pb.CreatePaymentRequest(user_id=owner, amount_cents=42, currency="EUR"), owner
+    )
+    missing = call_error(
+        stub.GetPayment, pb.GetPaymentRequest(id=str(uuid.uuid4())), other, grpc.StatusCode.NOT_FOUND
+    )
+    others = call_error(
+        stub.GetPayment, pb.GetPaymentRequest(id=created.id), other, grpc.StatusCode.NOT_FOUND
+    )
+    check(
+        others.details() == missing.details(),
+        f"another user's payment must look missing: {others.details()!r} vs {missing.details()!r}",
+    )
+    denied = call_error(
+        stub.ListPayments, pb.ListPaymentsRequest(user_id=owner), other, grpc.StatusCode.PERMISSION_DENIED
+    )
+    check(denied.details() == "permission denied", f"ListPayments of another user: {denied.details()!r}")
+    denied = call_error(
+        stub.CreatePayment,
+        pb.CreatePaymentRequest(user_id=owner, amount_cents=1, currency="EUR"),
+        other,
+        grpc.StatusCode.PERMISSION_DENIED,
+        extra=(("grpc-accept-language", "es"),),
+    )
+    check(denied.details() == "permiso denegado", f"in Spanish: {denied.details()!r}")
+
+
+def scenario_idempotency(channel, pb, pb_grpc):
+    stub = pb_grpc.PaymentServiceStub(channel)
+    u = user("idempotency")
+    key = ("idempotency-key", f"py-{uuid.uuid4()}")
+    request = pb.CreatePaymentRequest(user_id=u, amount_cents=300, currency="EUR", description="once")
+    first, _ = call(stub.CreatePayment, request, u, extra=(key,))
+    retried, _ = call(stub.CreatePayment, request, u, extra=(key,))
+    check(retried.id == first.id, f"a retry with the same key made {retried.id}, not {first.id}")
+    changed = pb.CreatePaymentRequest(user_id=u, amount_cents=301, currency="EUR", description="once")
+    call_error(stub.CreatePayment, changed, u, grpc.StatusCode.ALREADY_EXISTS, extra=(key,))
+    call_error(
+        stub.CreatePayment, request, u, grpc.StatusCode.INVALID_ARGUMENT,
+        extra=(("idempotency-key", "has space"),),
+    )
+    listed, _ = call(stub.ListPayments, pb.ListPaymentsRequest(user_id=u), u)
+    check([p.id for p in listed.payments] == [first.id], f"one payment for the key: {listed}")
+
+
 SCENARIOS = [
     ("health", scenario_health),
+    ("no, expired or foreign token is UNAUTHENTICATED", scenario_authentication),
+    ("own payments only (NOT_FOUND, PERMISSION_DENIED)", scenario_own_payments_only),
+    ("idempotent create", scenario_idempotency),
     ("create and get (cache miss then hit)", scenario_create_and_get),
     ("get unknown id is NOT_FOUND", scenario_get_not_found),
     ("validation details (BadRequest)", scenario_validation),
@@ -359,7 +453,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--addr", required=True, help="host:port of the payments server")
     parser.add_argument("--proto-root", required=True, help="the workspace's proto directory")
+    parser.add_argument("--jwt-secret", required=True, help="the server's AUTH_JWT_SECRET")
     args = parser.parse_args()
+    global _jwt_secret
+    _jwt_secret = args.jwt_secret
 
     with tempfile.TemporaryDirectory(prefix="payments-e2e-stubs-") as out_dir:
         try:
