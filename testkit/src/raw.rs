@@ -37,8 +37,15 @@ pub struct RawResponse {
 impl RawClient {
     /// A client for `addr`.
     pub fn new(addr: SocketAddr) -> Self {
+        Self::from_local_address(addr, None)
+    }
+
+    /// A client for `addr` whose connections leave from `local` (such as `127.0.0.2`): a
+    /// second caller address on one machine.
+    pub fn from_local_address(addr: SocketAddr, local: Option<std::net::IpAddr>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        connector.set_local_address(local);
         let client = Client::builder(TokioExecutor::new())
             .http2_only(true)
             .build(connector);

@@ -342,3 +342,73 @@ async fn a_refusal_speaks_the_callers_language() {
         "{quota:?}"
     );
 }
+
+/// A caller who writes a fresh `x-user-id` on every call gets no fresh quota when the layer
+/// keys on the verified identity: without one, every call counts against its address.
+#[tokio::test]
+async fn a_fresh_self_declared_user_id_per_call_gets_no_fresh_quota() {
+    let server = TestServer::start(
+        Server::builder().layer(RateLimitLayer::new(Quota::per_minute(5)).key(KeySource::Identity)),
+    )
+    .await;
+    let mut admitted = 0;
+    for i in 0..60 {
+        let user = format!("user-{i}");
+        let response = call(&server, UNARY, &[("x-user-id", user.as_str())]).await;
+        if response.grpc_status() == Some(Code::Ok) {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 5, "one quota for the address, whatever it claims");
+}
+
+/// A flood of made-up keys from one address fills the limiter; past its capacity, new keys
+/// count against their own address, so callers from elsewhere are not locked out and known
+/// callers keep their quota.
+#[tokio::test]
+async fn a_key_flood_from_one_address_does_not_lock_out_new_callers_elsewhere() {
+    let capacity = 100;
+    let server = TestServer::start(
+        Server::builder().layer(by_user(Quota::per_minute(5)).capacity(capacity)),
+    )
+    .await;
+    let from = |ip: &str| {
+        tonic_blueprint_testkit::RawClient::from_local_address(
+            server.addr(),
+            Some(ip.parse().expect("ip")),
+        )
+    };
+    let code = |client: tonic_blueprint_testkit::RawClient, user: String| async move {
+        client
+            .call(
+                UNARY,
+                &[TestRequest::echo("x")],
+                &[("x-user-id", user.as_str())],
+            )
+            .await
+            .expect("call")
+            .grpc_status()
+    };
+    let alice = from("127.0.0.3");
+    assert_eq!(code(alice.clone(), "alice".into()).await, Some(Code::Ok));
+
+    // Enough calls for the limiter to notice it is full (it checks every 1,024 calls).
+    let attacker = from("127.0.0.2");
+    let flood = 2 * tonic_blueprint_rate_limit::SWEEP_EVERY as usize;
+    let mut admitted_late = 0;
+    for i in 0..flood {
+        let status = code(attacker.clone(), format!("random-{i}")).await;
+        if i >= flood - 50 && status == Some(Code::Ok) {
+            admitted_late += 1;
+        }
+    }
+    assert_eq!(
+        admitted_late, 0,
+        "once full, the attacker's new keys share its address's quota, long used up"
+    );
+
+    // A new caller from another address is admitted, and so is a known one.
+    let newcomer = from("127.0.0.4");
+    assert_eq!(code(newcomer, "newcomer".into()).await, Some(Code::Ok));
+    assert_eq!(code(alice, "alice".into()).await, Some(Code::Ok));
+}

@@ -131,3 +131,45 @@ async fn a_redis_outage_fails_no_rpc_under_fail_open_and_limiting_resumes_after(
     }
     assert!(refused, "limiting did not resume after Redis came back");
 }
+
+/// A flood of made-up keys does not grow Redis without bound: past the in-process capacity,
+/// new keys count under their address's overflow key, and every key written expires.
+#[tokio::test]
+async fn a_key_flood_leaves_a_bounded_number_of_expiring_keys_in_redis() {
+    let prefix = unique_prefix("flood");
+    let redis = client("redis://127.0.0.1:6379").await;
+    let capacity = 50;
+    let server = TestServer::start(
+        Server::builder().layer(
+            layer(
+                RedisBackend::new(redis.clone(), &prefix).timeout(Duration::from_secs(2)),
+                Quota::per_minute(5),
+            )
+            .capacity(capacity),
+        ),
+    )
+    .await;
+    let flood = 3 * tonic_blueprint_rate_limit::SWEEP_EVERY as usize;
+    for i in 0..flood {
+        code(&server, &format!("random-{i}")).await;
+    }
+    let keys: Vec<String> = redis
+        .custom(fred::cmd!("KEYS"), vec![format!("{prefix}*")])
+        .await
+        .expect("KEYS");
+    // The capacity, the keys added before the limiter next checks its size, and the overflow
+    // key of the one flooding address.
+    let bound = capacity + tonic_blueprint_rate_limit::SWEEP_EVERY as usize + 1;
+    assert!(
+        keys.len() <= bound,
+        "{} keys in Redis after {flood} made-up ones (bound {bound})",
+        keys.len()
+    );
+    for key in keys.iter().take(20) {
+        let ttl: i64 = redis
+            .custom(fred::cmd!("PTTL"), vec![key.clone()])
+            .await
+            .expect("PTTL");
+        assert!(ttl > 0, "{key} never expires ({ttl})");
+    }
+}
