@@ -63,7 +63,7 @@ pub enum Created {
 
 /// How many times [`Store::create`] tries when the row that held its idempotency key is gone
 /// by the time it reads it (only a concurrent delete does that).
-const CREATE_ATTEMPTS: usize = 3;
+pub const CREATE_ATTEMPTS: usize = 3;
 
 /// A payment whose created event is not acknowledged yet.
 #[derive(Clone, Debug)]
