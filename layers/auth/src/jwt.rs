@@ -2,6 +2,7 @@
 
 use crate::failure::Failure;
 use crate::jwks::Jwks;
+use crate::token_cache::{TokenCache, unix_now};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde::Deserialize;
@@ -73,7 +74,14 @@ pub struct JwtVerifier {
     leeway: Duration,
     /// One prepared validation per allowed algorithm, rebuilt when a setting changes.
     validations: Arc<Vec<(Algorithm, Validation)>>,
+    /// Tokens verified already, shared by every clone.
+    cache: Arc<TokenCache>,
 }
+
+/// Verified tokens remembered by default.
+pub const DEFAULT_TOKEN_CACHE_CAPACITY: usize = 10_000;
+/// The longest a verified token is remembered by default (never past its `exp`).
+pub const DEFAULT_TOKEN_CACHE_TTL: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -118,6 +126,10 @@ impl JwtVerifier {
             audience: None,
             leeway: Duration::from_secs(30),
             validations: Arc::default(),
+            cache: Arc::new(TokenCache::new(
+                DEFAULT_TOKEN_CACHE_CAPACITY,
+                DEFAULT_TOKEN_CACHE_TTL,
+            )),
         };
         verifier.prepare();
         verifier
@@ -215,6 +227,15 @@ impl JwtVerifier {
         self
     }
 
+    /// How many verified tokens are remembered, and for how long at most (default
+    /// [`DEFAULT_TOKEN_CACHE_CAPACITY`] for [`DEFAULT_TOKEN_CACHE_TTL`]; never past a token's
+    /// `exp`). A token signed by a key that leaves the key set stays accepted for up to the
+    /// TTL; a zero capacity or TTL verifies every call in full.
+    pub fn token_cache(mut self, capacity: usize, ttl: Duration) -> Self {
+        self.cache = Arc::new(TokenCache::new(capacity, ttl));
+        self
+    }
+
     /// Whether any key source is set.
     pub fn has_keys(&self) -> bool {
         !self.keys.is_empty() || self.jwks.is_some()
@@ -231,6 +252,10 @@ impl JwtVerifier {
     pub(crate) fn verify(&self, token: &str) -> Verdict {
         if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
             return Verdict::Failed(Failure::Invalid);
+        }
+        let now = unix_now();
+        if let Some(identity) = self.cache.get(token, now) {
+            return Verdict::Verified(identity);
         }
         let Ok(header) = jsonwebtoken::decode_header(token) else {
             return Verdict::Failed(Failure::Invalid);
@@ -259,7 +284,14 @@ impl JwtVerifier {
         for key in candidates.take(MAX_KEYS_TRIED) {
             tried += 1;
             match jsonwebtoken::decode::<Claims>(token, &key.key, validation) {
-                Ok(data) => return data.claims.identity(),
+                Ok(data) => {
+                    let expires = data.claims.exp.saturating_add(self.leeway.as_secs());
+                    let verdict = data.claims.identity();
+                    if let Verdict::Verified(identity) = &verdict {
+                        self.cache.insert(token, identity, expires, now);
+                    }
+                    return verdict;
+                }
                 Err(e) => match e.kind() {
                     ErrorKind::InvalidSignature => continue,
                     ErrorKind::ExpiredSignature => return Verdict::Failed(Failure::Expired),
@@ -286,12 +318,25 @@ pub(crate) enum Verdict {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    /// Checked by jsonwebtoken already; kept to bound how long the token is remembered.
+    #[serde(deserialize_with = "seconds")]
+    exp: u64,
     #[serde(default)]
     scope: Option<String>,
     #[serde(default)]
     scp: Option<ScopeList>,
     #[serde(default)]
     tenant: Option<String>,
+}
+
+/// A NumericDate (seconds, possibly fractional) as whole seconds.
+fn seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let value = f64::deserialize(deserializer)?;
+    Ok(if value.is_finite() && value > 0.0 {
+        value as u64
+    } else {
+        0
+    })
 }
 
 #[derive(Deserialize)]
@@ -302,7 +347,7 @@ enum ScopeList {
 }
 
 impl Claims {
-    fn identity(self) -> Verdict {
+    fn identity(&self) -> Verdict {
         if self.sub.is_empty() {
             return Verdict::Failed(Failure::Invalid);
         }
@@ -310,16 +355,16 @@ impl Claims {
         if let Some(scope) = &self.scope {
             scopes.extend(scope.split_ascii_whitespace().map(str::to_owned));
         }
-        match self.scp {
+        match &self.scp {
             Some(ScopeList::One(s)) => scopes.extend(s.split_ascii_whitespace().map(str::to_owned)),
-            Some(ScopeList::Many(list)) => scopes.extend(list),
+            Some(ScopeList::Many(list)) => scopes.extend(list.iter().cloned()),
             None => {}
         }
         if scopes.len() > MAX_SCOPES {
             return Verdict::Failed(Failure::Invalid);
         }
-        let mut identity = Identity::new(self.sub, AuthMethod::Jwt).with_scopes(scopes);
-        if let Some(tenant) = self.tenant.filter(|t| !t.is_empty()) {
+        let mut identity = Identity::new(self.sub.as_str(), AuthMethod::Jwt).with_scopes(scopes);
+        if let Some(tenant) = self.tenant.as_deref().filter(|t| !t.is_empty()) {
             identity = identity.with_tenant(tenant);
         }
         Verdict::Verified(identity)

@@ -10,7 +10,9 @@
 //!   or PEM ([`JwtVerifier`]), or from a JWKS URL ([`Jwks`]) fetched at start-up, refreshed in
 //!   the background (bounded retries, the last good set kept when a refresh fails) and once
 //!   early when a token names a `kid` the set does not have (at most one early refresh per
-//!   interval, so made-up `kid`s cannot turn into a fetch per call);
+//!   interval, so made-up `kid`s cannot turn into a fetch per call); a verified token is
+//!   remembered (bounded, until its `exp` and at most a minute) so that a client sending the
+//!   same token on every call pays for the signature check once;
 //! - API keys in `x-api-key` (or another metadata key), kept as SHA-256 hashes and compared
 //!   in constant time ([`ApiKeys`]), each naming a subject and scopes;
 //! - the connection's own identity (such as a verified client certificate's subject) through
@@ -67,6 +69,7 @@ mod jwks;
 mod jwt;
 mod layer;
 mod service;
+mod token_cache;
 
 pub use access::Access;
 pub use api_key::{ApiKeys, MAX_API_KEY_BYTES};
@@ -74,7 +77,10 @@ pub use failure::Failure;
 pub use future::ResponseFuture;
 pub use jsonwebtoken::{Algorithm, DecodingKey};
 pub use jwks::{Jwks, JwksError, JwksOptions};
-pub use jwt::{DEFAULT_ALGORITHMS, JwtVerifier, KeyError, MAX_SCOPES, MAX_TOKEN_BYTES};
+pub use jwt::{
+    DEFAULT_ALGORITHMS, DEFAULT_TOKEN_CACHE_CAPACITY, DEFAULT_TOKEN_CACHE_TTL, JwtVerifier,
+    KeyError, MAX_SCOPES, MAX_TOKEN_BYTES,
+};
 pub use layer::{AuthLayer, DEFAULT_API_KEY_HEADER};
 pub use service::Auth;
 pub use tonic_blueprint_core::{AuthMethod, Identity};

@@ -46,7 +46,12 @@ async fn call(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> RawR
 }
 
 fn assert_refused(response: &RawResponse, code: Code, message: &str) {
-    assert_eq!(response.grpc_status(), Some(code), "{}", response.all_text());
+    assert_eq!(
+        response.grpc_status(),
+        Some(code),
+        "{}",
+        response.all_text()
+    );
     assert_eq!(response.grpc_message().as_deref(), Some(message));
     assert!(response.is_trailers_only(), "a refusal is trailers-only");
 }
@@ -106,15 +111,30 @@ async fn calls_without_a_valid_token_are_refused_before_the_handler() {
     // `exp` is required.
     let mut no_exp = good_claims("alice");
     no_exp.as_object_mut().unwrap().remove("exp");
-    let response = call(&server, UNARY, &[("authorization", &bearer(&hs256(&no_exp)))]).await;
+    let response = call(
+        &server,
+        UNARY,
+        &[("authorization", &bearer(&hs256(&no_exp)))],
+    )
+    .await;
     assert_refused(&response, Code::Unauthenticated, "invalid credentials");
 
     let mut not_yet = good_claims("alice");
     not_yet["nbf"] = json!(now() + 3600);
-    let response = call(&server, UNARY, &[("authorization", &bearer(&hs256(&not_yet)))]).await;
+    let response = call(
+        &server,
+        UNARY,
+        &[("authorization", &bearer(&hs256(&not_yet)))],
+    )
+    .await;
     assert_refused(&response, Code::Unauthenticated, "invalid credentials");
 
-    for garbage in ["Bearer", "Bearer not.a.jwt", "Basic YWxpY2U6cHc=", "Bearer a.b"] {
+    for garbage in [
+        "Bearer",
+        "Bearer not.a.jwt",
+        "Basic YWxpY2U6cHc=",
+        "Bearer a.b",
+    ] {
         let response = call(&server, UNARY, &[("authorization", garbage)]).await;
         assert_refused(&response, Code::Unauthenticated, "invalid credentials");
     }
@@ -140,13 +160,23 @@ async fn a_self_declared_user_header_is_not_an_identity() {
 async fn a_method_requiring_a_scope_refuses_a_caller_without_it() {
     let (server, seen) = server(layer()).await;
     let plain = hs256(&good_claims("alice"));
-    let response = call(&server, CLIENT_STREAM, &[("authorization", &bearer(&plain))]).await;
+    let response = call(
+        &server,
+        CLIENT_STREAM,
+        &[("authorization", &bearer(&plain))],
+    )
+    .await;
     assert_refused(&response, Code::PermissionDenied, "permission denied");
 
     let mut scoped = good_claims("bob");
     scoped["scope"] = json!("read upload");
     let scoped = hs256(&scoped);
-    let response = call(&server, CLIENT_STREAM, &[("authorization", &bearer(&scoped))]).await;
+    let response = call(
+        &server,
+        CLIENT_STREAM,
+        &[("authorization", &bearer(&scoped))],
+    )
+    .await;
     assert_eq!(response.grpc_status(), Some(Code::Ok));
     assert_eq!(*seen.lock().unwrap(), vec![Some("bob".to_owned())]);
 }
@@ -169,7 +199,12 @@ async fn anonymous_methods_pass_without_a_credential_but_not_with_a_bad_one() {
     let (server, seen) = server(auth).await;
     let response = call(&server, UNARY, &[]).await;
     assert_eq!(response.grpc_status(), Some(Code::Ok));
-    let response = call(&server, UNARY, &[("authorization", "Bearer forged.token.here")]).await;
+    let response = call(
+        &server,
+        UNARY,
+        &[("authorization", "Bearer forged.token.here")],
+    )
+    .await;
     assert_refused(&response, Code::Unauthenticated, "invalid credentials");
     assert_eq!(*seen.lock().unwrap(), vec![None]);
 }
@@ -207,7 +242,10 @@ async fn health_checks_are_public_by_default() {
         .expect("health is public")
         .into_inner()
         .status;
-    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
     // The test service next to it still needs a token.
     let response = call(&server, UNARY, &[]).await;
     assert_refused(&response, Code::Unauthenticated, "missing credentials");

@@ -42,20 +42,30 @@ async fn keys_rotate_mid_test_and_calls_keep_working() {
         .expect("fetch");
     let (server, seen) = server(AuthLayer::new().jwt(JwtVerifier::new().jwks(jwks))).await;
 
-    assert_eq!(code(&server, &es256("k1", &key1, &claims("alice"))).await, Some(Code::Ok));
+    assert_eq!(
+        code(&server, &es256("k1", &key1, &claims("alice"))).await,
+        Some(Code::Ok)
+    );
     assert_eq!(jwks_server.fetches(), 1);
 
     // The issuer rotates: k2 in, k1 out. The first token signed with k2 makes the layer
     // refresh the set once, and is accepted.
     jwks_server.set_keys(vec![jwk2]);
-    assert_eq!(code(&server, &es256("k2", &key2, &claims("bob"))).await, Some(Code::Ok));
+    assert_eq!(
+        code(&server, &es256("k2", &key2, &claims("bob"))).await,
+        Some(Code::Ok)
+    );
     assert_eq!(jwks_server.fetches(), 2);
-    assert_eq!(code(&server, &es256("k2", &key2, &claims("bob"))).await, Some(Code::Ok));
+    assert_eq!(
+        code(&server, &es256("k2", &key2, &claims("bob"))).await,
+        Some(Code::Ok)
+    );
     assert_eq!(jwks_server.fetches(), 2, "a known kid needs no fetch");
 
-    // k1 is gone from the set: its tokens no longer verify.
+    // k1 is gone from the set: a token it signs now no longer verifies (one it verified
+    // before is remembered until the token cache's TTL at most).
     assert_eq!(
-        code(&server, &es256("k1", &key1, &claims("alice"))).await,
+        code(&server, &es256("k1", &key1, &claims("carol"))).await,
         Some(Code::Unauthenticated)
     );
     assert_eq!(
@@ -80,8 +90,15 @@ async fn made_up_kids_cost_at_most_one_fetch_per_interval() {
         let token = es256(&format!("made-up-{i}"), &key, &claims("mallory"));
         assert_eq!(code(&server, &token).await, Some(Code::Unauthenticated));
     }
-    assert_eq!(jwks_server.fetches(), 2, "the start-up fetch and one early refresh");
-    assert_eq!(code(&server, &es256("real", &key, &claims("alice"))).await, Some(Code::Ok));
+    assert_eq!(
+        jwks_server.fetches(),
+        2,
+        "the start-up fetch and one early refresh"
+    );
+    assert_eq!(
+        code(&server, &es256("real", &key, &claims("alice"))).await,
+        Some(Code::Ok)
+    );
 }
 
 #[tokio::test]
@@ -96,9 +113,16 @@ async fn a_failed_refresh_keeps_the_last_good_keys() {
     jwks_server.fail_with(500);
     let error = jwks.refresh().await.expect_err("the issuer answers 500");
     assert!(error.to_string().contains("500"), "{error}");
-    assert_eq!(jwks_server.fetches(), 1 + 3, "bounded retries: three attempts");
+    assert_eq!(
+        jwks_server.fetches(),
+        1 + 3,
+        "bounded retries: three attempts"
+    );
     assert_eq!(jwks.len(), 1);
-    assert_eq!(code(&server, &es256("k1", &key, &claims("alice"))).await, Some(Code::Ok));
+    assert_eq!(
+        code(&server, &es256("k1", &key, &claims("alice"))).await,
+        Some(Code::Ok)
+    );
 }
 
 #[tokio::test]
@@ -108,7 +132,12 @@ async fn an_unreachable_jwks_fails_start_up_with_a_clear_error() {
     drop(listener);
     let mut options = options();
     options.attempts = 2;
-    let error = Jwks::fetch_with(&url, options).await.expect_err("nothing listens");
-    assert!(error.to_string().contains("could not be fetched"), "{error}");
+    let error = Jwks::fetch_with(&url, options)
+        .await
+        .expect_err("nothing listens");
+    assert!(
+        error.to_string().contains("could not be fetched"),
+        "{error}"
+    );
     assert!(Jwks::fetch("ftp://example.test/jwks").await.is_err());
 }

@@ -32,7 +32,11 @@ pub fn claims(sub: &str) -> Value {
 }
 
 pub fn hs256(claims: &Value) -> String {
-    sign(Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(SECRET).expect("key"))
+    sign(
+        Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(SECRET).expect("key"),
+    )
 }
 
 pub fn sign(header: Header, claims: &Value, key: &EncodingKey) -> String {
@@ -139,5 +143,8 @@ pub async fn server(auth: AuthLayer) -> (TestServer, Seen) {
             request
         },
     );
-    (TestServer::start(Server::builder().layer(stack)).await, seen)
+    (
+        TestServer::start(Server::builder().layer(stack)).await,
+        seen,
+    )
 }
