@@ -2,15 +2,65 @@
 
 use crate::service::Timeout;
 use crate::setting::MethodTimeout;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
-use tonic_blueprint_core::MethodPolicy;
+use tonic_blueprint_core::{MethodPolicy, MethodRegistry, PolicyKey, RpcIdentity, RpcKind};
 use tower_layer::Layer;
 
 /// Gives every call a deadline; see the [crate docs](crate).
 #[derive(Clone, Debug)]
 pub struct TimeoutLayer {
-    policy: Arc<MethodPolicy<MethodTimeout>>,
+    settings: Arc<Settings>,
+    /// What calls look up: [`Settings::resolve`], recomputed by every builder method.
+    resolved: Arc<MethodPolicy<MethodTimeout>>,
+}
+
+#[derive(Clone, Debug)]
+struct Settings {
+    /// As configured: the default is the request timeout, the entries are explicit.
+    policy: MethodPolicy<MethodTimeout>,
+    /// The default of server- and bidi-streaming methods without an entry of their own.
+    stream: MethodTimeout,
+    /// The methods' kinds, if known.
+    registry: Option<MethodRegistry>,
+}
+
+impl Settings {
+    /// The policy calls use: the configured one, plus the stream timeout for every server-
+    /// or bidi-streaming method of the registry that has no entry of its own (neither for
+    /// the method nor for its service).
+    fn resolve(&self) -> MethodPolicy<MethodTimeout> {
+        let mut resolved = self.policy.clone();
+        let Some(registry) = &self.registry else {
+            return resolved;
+        };
+        let mut services = HashSet::new();
+        let mut methods = HashSet::new();
+        let _ = self.policy.clone().map_with_key(|key, _| match key {
+            PolicyKey::Default => {}
+            PolicyKey::Service(service) => {
+                services.insert(service.to_owned());
+            }
+            PolicyKey::Method(service, method) => {
+                methods.insert(format!("{service}/{method}"));
+            }
+        });
+        for (path, info) in registry.iter() {
+            if !matches!(info.kind, RpcKind::ServerStreaming | RpcKind::BidiStreaming) {
+                continue;
+            }
+            let Some(id) = RpcIdentity::parse(path) else {
+                continue;
+            };
+            if services.contains(id.service()) || methods.contains(&id.to_string()) {
+                continue;
+            }
+            // A path from a descriptor set is always a valid policy key.
+            let _ = resolved.set(path, self.stream);
+        }
+        resolved
+    }
 }
 
 impl Default for TimeoutLayer {
@@ -21,32 +71,64 @@ impl Default for TimeoutLayer {
 }
 
 impl TimeoutLayer {
-    /// `timeout` for every method.
+    /// `timeout` for every method (until [`with_registry`](Self::with_registry) tells the
+    /// streams apart).
     pub fn new(timeout: Duration) -> Self {
         Self::from_policy(MethodPolicy::new(MethodTimeout::after(timeout)))
     }
 
-    /// Timeouts from a policy (for example one loaded with serde).
+    /// Timeouts from a policy (for example one loaded with serde). Its default is the
+    /// request timeout; its service and method entries apply to methods of every kind.
     pub fn from_policy(policy: MethodPolicy<MethodTimeout>) -> Self {
+        let settings = Settings {
+            policy,
+            stream: MethodTimeout::NONE,
+            registry: None,
+        };
         Self {
-            policy: Arc::new(policy),
+            resolved: Arc::new(settings.resolve()),
+            settings: Arc::new(settings),
         }
     }
 
-    /// Sets the timeout of every method of `service` (`pkg.Service`).
-    pub fn with_service(mut self, service: &str, timeout: Duration) -> Self {
-        Arc::make_mut(&mut self.policy).set_service(service, MethodTimeout::after(timeout));
+    fn update(mut self, change: impl FnOnce(&mut Settings)) -> Self {
+        change(Arc::make_mut(&mut self.settings));
+        self.resolved = Arc::new(self.settings.resolve());
         self
     }
 
-    /// Sets the timeout of one method (`pkg.Service/Method`).
+    /// The methods' kinds, from the service descriptors: server- and bidi-streaming methods
+    /// then take the [stream timeout](Self::stream_timeout) (none unless set) instead of the
+    /// request timeout, unless their method or service has a timeout of its own. Unary and
+    /// client-streaming methods, and paths the registry does not know, keep the request
+    /// timeout.
+    ///
+    /// Without a registry the layer cannot tell a stream from a unary call: every method
+    /// without an entry of its own gets the request timeout.
+    pub fn with_registry(self, registry: MethodRegistry) -> Self {
+        self.update(|s| s.registry = Some(registry))
+    }
+
+    /// The server's deadline for server- and bidi-streaming methods without a timeout of
+    /// their own (`None`, the default: no server deadline, for long-lived watch, subscribe
+    /// and tail streams). A client's `grpc-timeout` still applies. Takes effect for the
+    /// methods of the [registry](Self::with_registry).
+    pub fn stream_timeout(self, timeout: Option<Duration>) -> Self {
+        self.update(|s| s.stream = MethodTimeout::from(timeout))
+    }
+
+    /// Sets the timeout of every method of `service` (`pkg.Service`), streams included.
+    pub fn with_service(self, service: &str, timeout: Duration) -> Self {
+        self.update(|s| s.policy.set_service(service, MethodTimeout::after(timeout)))
+    }
+
+    /// Sets the timeout of one method (`pkg.Service/Method`), whatever its kind.
     ///
     /// # Panics
     ///
     /// When `method` is not `pkg.Service/Method`.
-    pub fn with_method(mut self, method: &str, timeout: Duration) -> Self {
-        self.set(method, MethodTimeout::after(timeout));
-        self
+    pub fn with_method(self, method: &str, timeout: Duration) -> Self {
+        self.set(method, MethodTimeout::after(timeout))
     }
 
     /// Removes the server-side timeout of a method or service (`pkg.Service/Method`,
@@ -55,20 +137,27 @@ impl TimeoutLayer {
     /// # Panics
     ///
     /// When `key` is not a method or service key.
-    pub fn without_timeout(mut self, key: &str) -> Self {
-        self.set(key, MethodTimeout::NONE);
-        self
+    pub fn without_timeout(self, key: &str) -> Self {
+        self.set(key, MethodTimeout::NONE)
     }
 
-    fn set(&mut self, key: &str, value: MethodTimeout) {
-        if let Err(e) = Arc::make_mut(&mut self.policy).set(key, value) {
-            panic!("{e}");
-        }
+    fn set(self, key: &str, value: MethodTimeout) -> Self {
+        self.update(|s| {
+            if let Err(e) = s.policy.set(key, value) {
+                panic!("{e}");
+            }
+        })
     }
 
-    /// The policy in force.
+    /// The policy as configured: its default is the request timeout; the stream timeout
+    /// and the registry are not in it (see [`timeout_for`](Self::timeout_for)).
     pub fn policy(&self) -> &MethodPolicy<MethodTimeout> {
-        &self.policy
+        &self.settings.policy
+    }
+
+    /// The server's timeout for a method, as calls get it (`None`: no server deadline).
+    pub fn timeout_for(&self, id: &RpcIdentity) -> Option<Duration> {
+        self.resolved.get(id).duration()
     }
 }
 
@@ -76,6 +165,103 @@ impl<S> Layer<S> for TimeoutLayer {
     type Service = Timeout<S>;
 
     fn layer(&self, inner: S) -> Timeout<S> {
-        Timeout::from_shared(inner, self.policy.clone())
+        Timeout::from_shared(inner, self.resolved.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UNARY: &str = "/shop.v1.Cart/Add";
+    const UPLOAD: &str = "/shop.v1.Cart/Upload";
+    const WATCH: &str = "/shop.v1.Cart/Watch";
+    const CHAT: &str = "/shop.v1.Cart/Chat";
+    const OTHER_WATCH: &str = "/shop.v1.Orders/Tail";
+
+    fn registry() -> MethodRegistry {
+        let mut registry = MethodRegistry::default();
+        registry.insert(UNARY, RpcKind::Unary);
+        registry.insert(UPLOAD, RpcKind::ClientStreaming);
+        registry.insert(WATCH, RpcKind::ServerStreaming);
+        registry.insert(CHAT, RpcKind::BidiStreaming);
+        registry.insert(OTHER_WATCH, RpcKind::ServerStreaming);
+        registry
+    }
+
+    fn timeout(layer: &TimeoutLayer, path: &str) -> Option<Duration> {
+        layer.timeout_for(&RpcIdentity::parse(path).expect("path"))
+    }
+
+    const S30: Option<Duration> = Some(Duration::from_secs(30));
+
+    #[test]
+    fn without_a_registry_every_method_gets_the_request_timeout() {
+        let layer = TimeoutLayer::default().stream_timeout(Some(Duration::from_secs(600)));
+        for path in [UNARY, UPLOAD, WATCH, CHAT] {
+            assert_eq!(timeout(&layer, path), S30, "{path}");
+        }
+    }
+
+    #[test]
+    fn streams_have_no_server_deadline_by_default_once_kinds_are_known() {
+        let layer = TimeoutLayer::default().with_registry(registry());
+        assert_eq!(timeout(&layer, UNARY), S30);
+        assert_eq!(timeout(&layer, UPLOAD), S30);
+        assert_eq!(timeout(&layer, WATCH), None);
+        assert_eq!(timeout(&layer, CHAT), None);
+        // A path the registry does not know keeps the request timeout.
+        assert_eq!(timeout(&layer, "/shop.v1.Cart/Unknown"), S30);
+    }
+
+    #[test]
+    fn the_stream_timeout_applies_whatever_the_order_of_the_builder_calls() {
+        let hour = Some(Duration::from_secs(3600));
+        let a = TimeoutLayer::default()
+            .stream_timeout(hour)
+            .with_registry(registry());
+        let b = TimeoutLayer::default()
+            .with_registry(registry())
+            .stream_timeout(hour);
+        for layer in [a, b] {
+            assert_eq!(timeout(&layer, WATCH), hour);
+            assert_eq!(timeout(&layer, CHAT), hour);
+            assert_eq!(timeout(&layer, UNARY), S30);
+        }
+    }
+
+    #[test]
+    fn a_method_or_service_entry_beats_the_kind() {
+        let layer = TimeoutLayer::new(Duration::from_secs(5))
+            .with_registry(registry())
+            .stream_timeout(Some(Duration::from_secs(3600)))
+            .with_method("shop.v1.Cart/Watch", Duration::from_secs(60))
+            .with_service("shop.v1.Orders", Duration::from_secs(7))
+            .without_timeout("shop.v1.Cart/Add");
+        assert_eq!(timeout(&layer, WATCH), Some(Duration::from_secs(60)));
+        assert_eq!(timeout(&layer, OTHER_WATCH), Some(Duration::from_secs(7)));
+        assert_eq!(timeout(&layer, CHAT), Some(Duration::from_secs(3600)));
+        assert_eq!(timeout(&layer, UNARY), None);
+        assert_eq!(timeout(&layer, UPLOAD), Some(Duration::from_secs(5)));
+        // The configured policy is what was set, not the resolution.
+        assert_eq!(
+            layer.policy().default_value().duration(),
+            Some(Duration::from_secs(5))
+        );
+    }
+
+    #[test]
+    fn entries_of_a_loaded_policy_count_as_explicit() {
+        let policy: MethodPolicy<MethodTimeout> = serde_json::from_str(
+            r#"{ "default": "10s", "shop.v1.Cart/Watch": "90s", "shop.v1.Orders/*": "none" }"#,
+        )
+        .expect("policy");
+        let layer = TimeoutLayer::from_policy(policy)
+            .with_registry(registry())
+            .stream_timeout(Some(Duration::from_secs(3600)));
+        assert_eq!(timeout(&layer, WATCH), Some(Duration::from_secs(90)));
+        assert_eq!(timeout(&layer, OTHER_WATCH), None);
+        assert_eq!(timeout(&layer, CHAT), Some(Duration::from_secs(3600)));
+        assert_eq!(timeout(&layer, UNARY), Some(Duration::from_secs(10)));
     }
 }

@@ -1,8 +1,20 @@
 //! gRPC-correct deadlines for tonic services.
 //!
 //! [`TimeoutLayer`] gives every call a deadline: the earlier of the server's policy for the
-//! method (30 s unless configured, per service or method through a
-//! [`MethodPolicy`](tonic_blueprint_core::MethodPolicy)) and the client's `grpc-timeout`.
+//! method and the client's `grpc-timeout`. The server's policy tells calls from streams:
+//!
+//! - **unary and client-streaming calls** get the request timeout: 30 s unless configured;
+//! - **server- and bidi-streaming calls** (watch, subscribe and tail APIs that stay open for
+//!   hours) get the stream timeout: none unless configured
+//!   ([`TimeoutLayer::stream_timeout`]). The layer knows a method's kind from the service
+//!   descriptors ([`TimeoutLayer::with_registry`]); without them every method gets the
+//!   request timeout;
+//! - either is overridden per service or per method through a
+//!   [`MethodPolicy`](tonic_blueprint_core::MethodPolicy), whatever the method's kind;
+//! - a client's `grpc-timeout` always applies, streams included.
+//!
+//! A stream without a deadline relies on HTTP/2 keepalive (`Server::http2_keepalive_interval`
+//! and `http2_keepalive_timeout`) to find peers that went away without a word.
 //!
 //! - Before the response headers, expiry answers **DEADLINE_EXCEEDED** as a trailers-only
 //!   response (HTTP 200) and drops the handler's future, cancelling its work.
@@ -21,13 +33,20 @@
 //! use tonic_blueprint_timeout::TimeoutLayer;
 //!
 //! # async fn run(svc: tonic::service::Routes) -> Result<(), Box<dyn std::error::Error>> {
-//! let timeouts = TimeoutLayer::new(Duration::from_secs(30))
+//! # const FILE_DESCRIPTOR_SET: &[u8] = &[];
+//! let registry = tonic_blueprint_core::MethodRegistry::from_file_descriptor_set(FILE_DESCRIPTOR_SET)?;
+//! let timeouts = TimeoutLayer::new(Duration::from_secs(30)) // unary and client streams
+//!     // Server and bidi streams: none by default (a client's grpc-timeout still applies).
+//!     .with_registry(registry)
+//!     .stream_timeout(Some(Duration::from_secs(4 * 3600)))
 //!     .with_service("reports.v1.Reports", Duration::from_secs(120))
 //!     .with_method("payments.v1.PaymentService/GetPayment", Duration::from_secs(2))
-//!     // A long-lived watch stream: no server deadline (a client's grpc-timeout still applies).
+//!     // No server deadline for this one stream, whatever the stream timeout.
 //!     .without_timeout("payments.v1.PaymentService/WatchPayments");
 //!
 //! Server::builder()
+//!     .http2_keepalive_interval(Some(Duration::from_secs(30)))
+//!     .http2_keepalive_timeout(Some(Duration::from_secs(10)))
 //!     .layer(timeouts)
 //!     .add_routes(svc)
 //!     .serve("127.0.0.1:50051".parse()?)
