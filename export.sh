@@ -60,8 +60,11 @@ export CACHE_TTL_SECONDS="300"
 # the in-process cache's size
 export CACHE_MAX_BYTES="67108864"
 
-# the server's deadline for a call (a shorter client deadline wins)
+# the server's deadline for a unary or client-streaming call (a shorter client deadline wins)
 export REQUEST_TIMEOUT_SECONDS="30"
+
+# the server's deadline for a server- or bidi-streaming call; 0: none, for long-lived streams (a client deadline still applies; HTTP/2 keepalive finds dead peers)
+export STREAM_TIMEOUT_SECONDS="0"
 
 # the largest request message accepted
 export MAX_MESSAGE_BYTES="4194304"

@@ -206,7 +206,14 @@ pub const VARIABLES: &[Variable] = &[
         key: "timeout.request_seconds",
         kind: Kind::Seconds,
         default: "30",
-        help: "the server's deadline for a call (a shorter client deadline wins)",
+        help: "the server's deadline for a unary or client-streaming call (a shorter client deadline wins)",
+    },
+    Variable {
+        name: "STREAM_TIMEOUT_SECONDS",
+        key: "timeout.stream_seconds",
+        kind: Kind::Seconds,
+        default: "0",
+        help: "the server's deadline for a server- or bidi-streaming call; 0: none, for long-lived streams (a client deadline still applies; HTTP/2 keepalive finds dead peers)",
     },
     Variable {
         name: "MAX_MESSAGE_BYTES",
@@ -412,8 +419,24 @@ pub struct CacheSection {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[non_exhaustive]
 pub struct TimeoutSection {
-    /// `REQUEST_TIMEOUT_SECONDS`.
+    /// `REQUEST_TIMEOUT_SECONDS`: unary and client-streaming calls.
     pub request_seconds: u64,
+    /// `STREAM_TIMEOUT_SECONDS`: server- and bidi-streaming calls (0: none).
+    pub stream_seconds: u64,
+}
+
+impl TimeoutSection {
+    /// The server's deadline for unary and client-streaming calls.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_seconds)
+    }
+
+    /// The server's deadline for server- and bidi-streaming calls, if any.
+    pub fn stream_timeout(&self) -> Option<Duration> {
+        Some(self.stream_seconds)
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs)
+    }
 }
 
 /// `[validation]`.

@@ -124,9 +124,25 @@ impl PresetStack {
             logging: Some(RequestLoggingLayer::new().with_registry(registry.clone())),
             metrics: Some(MetricsLayer::new().with_registry(registry.clone())),
             panic_recovery: Some(PanicRecoveryLayer::new()),
-            timeout: Some(TimeoutLayer::new(Duration::from_secs(
-                config.timeout.request_seconds,
-            ))),
+            // Unary and client-streaming calls: REQUEST_TIMEOUT_SECONDS. Server and bidi
+            // streams (health's Watch and reflection included): STREAM_TIMEOUT_SECONDS, none
+            // by default.
+            timeout: Some(
+                TimeoutLayer::new(config.timeout.request_timeout())
+                    .with_registry({
+                        let mut kinds = registry.clone();
+                        for set in [
+                            tonic_health::pb::FILE_DESCRIPTOR_SET,
+                            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+                            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+                        ] {
+                            // The crates' own descriptor sets always decode.
+                            let _ = kinds.add_file_descriptor_set(set);
+                        }
+                        kinds
+                    })
+                    .stream_timeout(config.timeout.stream_timeout()),
+            ),
             auth: config.auth.enabled().then(|| auth_layer(config, None)),
             rate_limit: Some(rate_limit),
             validation: Some(validation),
