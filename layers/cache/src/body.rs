@@ -38,7 +38,8 @@ impl<B> CacheBody<B> {
         Self {
             kind: Kind::Stored {
                 data: (!data.is_empty()).then_some(data),
-                trailers: Some(trailers),
+                // A trailers-only answer has none to send.
+                trailers: (!trailers.is_empty()).then_some(trailers),
             },
         }
     }

@@ -6,6 +6,7 @@
 //! a handler call, not a wait. Explicit operations are different: a handler that writes
 //! through the cache wants the write to land, so they retry.
 
+use crate::invalidate::budget;
 use crate::store::{CacheStore, StoreError};
 use bytes::Bytes;
 use siphasher::sip::SipHasher13;
@@ -14,7 +15,10 @@ use std::hash::Hasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tonic_blueprint_core::{events, names};
+use tonic_blueprint_core::{Deadline, events, names};
+
+/// How long one try of an explicit operation may take by default.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// The label naming a client's namespace on the shared cache counters.
 pub const LABEL_NAMESPACE: &str = "cache_namespace";
@@ -150,6 +154,7 @@ pub struct CacheClient {
     namespace: Arc<str>,
     retry: Retry,
     attempt_timeout: Duration,
+    deadline: Option<Deadline>,
     stats: Arc<Stats>,
 }
 
@@ -159,6 +164,7 @@ impl std::fmt::Debug for CacheClient {
             .field("namespace", &self.namespace)
             .field("retry", &self.retry)
             .field("attempt_timeout", &self.attempt_timeout)
+            .field("deadline", &self.deadline)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
@@ -177,7 +183,8 @@ impl CacheClient {
             store,
             namespace: namespace.into().into(),
             retry: Retry::default(),
-            attempt_timeout: Duration::from_secs(1),
+            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+            deadline: None,
             stats: Arc::default(),
         }
     }
@@ -188,10 +195,22 @@ impl CacheClient {
         self
     }
 
-    /// How long one try may take before it counts as failed (default 1 s).
+    /// How long one try may take before it counts as failed (default
+    /// [`DEFAULT_ATTEMPT_TIMEOUT`], 100 ms).
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout = timeout;
         self
+    }
+
+    /// The same client (same store and statistics), bounded by a call's deadline as well:
+    /// no try outlasts nine tenths of what is left of it, and no retry starts that could
+    /// not end before it. Pass the `Deadline` of the request extensions (a handler's
+    /// `request.extensions().get::<Deadline>().copied()`).
+    pub fn with_deadline(&self, deadline: Option<Deadline>) -> Self {
+        Self {
+            deadline,
+            ..self.clone()
+        }
     }
 
     /// Its namespace.
@@ -330,15 +349,20 @@ impl CacheClient {
         let mut tried = 0;
         loop {
             tried += 1;
-            let error = match tokio::time::timeout(self.attempt_timeout, attempt()).await {
+            let limit = budget(self.attempt_timeout, self.deadline.as_ref());
+            let error = match tokio::time::timeout(limit, attempt()).await {
                 Ok(Ok(value)) => {
                     events::cache_operation(operation, key_hash, None, started.elapsed(), None);
                     return Ok(value);
                 }
                 Ok(Err(e)) => e,
-                Err(_) => StoreError(format!("no answer within {:?}", self.attempt_timeout)),
+                Err(_) => StoreError(format!("no answer within {limit:?}")),
             };
-            if tried >= attempts {
+            let delay = self.retry.delay(tried);
+            let no_time = self
+                .deadline
+                .is_some_and(|d| d.remaining() <= delay + self.attempt_timeout);
+            if tried >= attempts || no_time {
                 self.add(&self.stats.errors, names::CACHE_ERRORS, 1);
                 events::cache_operation(operation, key_hash, None, started.elapsed(), Some(&error));
                 return Err(CacheError {
@@ -349,7 +373,7 @@ impl CacheClient {
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(cache.operation = operation, try_number = tried, error = %error, "cache operation failed; retrying");
-            tokio::time::sleep(self.retry.delay(tried)).await;
+            tokio::time::sleep(delay).await;
         }
     }
 }

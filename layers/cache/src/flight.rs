@@ -6,17 +6,30 @@ use dashmap::mapref::entry::Entry;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::Notify;
 
+/// How a flight ended, for the callers that waited on it.
+#[derive(Clone, Debug)]
+pub(crate) enum Outcome {
+    /// The leader's OK response: replayed as a hit.
+    Shared(Arc<CachedResponse>),
+    /// The leader's error status (same method, message and caller): replayed, never stored.
+    Failed(Arc<CachedResponse>),
+    /// An OK response too large to keep: each waiter runs the handler itself.
+    Unshared,
+    /// The leader went away without an answer (its caller left, or an inner layer failed):
+    /// one waiter takes over as the new leader, the others wait for it.
+    Abandoned,
+}
+
 /// One handler call that other callers of the same key wait for.
 #[derive(Debug, Default)]
 pub(crate) struct Flight {
-    result: OnceLock<Option<Arc<CachedResponse>>>,
+    result: OnceLock<Outcome>,
     done: Notify,
 }
 
 impl Flight {
-    /// The leader's response, when it was a cacheable one; `None` tells the follower to call
-    /// the handler itself (an error, a response too large to share, a leader that went away).
-    pub(crate) async fn wait(&self) -> Option<Arc<CachedResponse>> {
+    /// How the flight ended.
+    pub(crate) async fn wait(&self) -> Outcome {
         loop {
             let done = self.done.notified();
             if let Some(result) = self.result.get() {
@@ -39,8 +52,8 @@ pub(crate) enum Role<'a> {
     Follower(Arc<Flight>),
 }
 
-/// The caller that runs the handler. Dropping it without [`Leader::land`] releases the
-/// followers to run the handler themselves.
+/// The caller that runs the handler. Dropping it without [`Leader::land`] abandons the
+/// flight: one follower takes over.
 pub(crate) struct Leader<'a> {
     flights: &'a Flights,
     key: u64,
@@ -64,26 +77,64 @@ impl Flights {
             }
         }
     }
+
+    /// Flights in the air.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
 }
 
 impl Leader<'_> {
-    /// Hands the result to every follower and ends the flight.
-    pub(crate) fn land(mut self, result: Option<Arc<CachedResponse>>) {
-        self.finish(result);
+    /// Hands the outcome to every follower and ends the flight.
+    pub(crate) fn land(mut self, outcome: Outcome) {
+        self.finish(outcome);
     }
 
-    fn finish(&mut self, result: Option<Arc<CachedResponse>>) {
+    fn finish(&mut self, outcome: Outcome) {
         if std::mem::replace(&mut self.landed, true) {
             return;
         }
-        self.flights.map.remove(&self.key);
-        let _ = self.flight.result.set(result);
+        // Only this flight's own entry: a new flight for the key may have begun.
+        self.flights
+            .map
+            .remove_if(&self.key, |_, flight| Arc::ptr_eq(flight, &self.flight));
+        let _ = self.flight.result.set(outcome);
         self.flight.done.notify_waiters();
     }
 }
 
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
-        self.finish(None);
+        self.finish(Outcome::Abandoned);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_abandoned_flight_hands_over_to_exactly_one_waiter() {
+        let flights = Flights::default();
+        let Role::Leader(leader) = flights.join(1) else {
+            panic!("first is the leader")
+        };
+        let followers: Vec<Arc<Flight>> = (0..3)
+            .map(|_| match flights.join(1) {
+                Role::Follower(flight) => flight,
+                Role::Leader(_) => panic!("one leader at a time"),
+            })
+            .collect();
+        drop(leader);
+        let mut leaders = Vec::new();
+        for flight in &followers {
+            assert!(matches!(flight.wait().await, Outcome::Abandoned));
+            if let Role::Leader(leader) = flights.join(1) {
+                leaders.push(leader);
+            }
+        }
+        assert_eq!(leaders.len(), 1, "exactly one retry");
+        assert_eq!(flights.len(), 1);
     }
 }

@@ -15,6 +15,8 @@ use tower_layer::Layer;
 
 /// The blueprint's response TTL.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+/// How long an invalidation may take by default ([`ResponseCacheLayer::invalidation_timeout`]).
+pub const DEFAULT_INVALIDATION_TIMEOUT: Duration = Duration::from_millis(100);
 /// Metadata a response varies on by default, besides the verified caller: one caller's
 /// response is never another's.
 pub const DEFAULT_VARY: [&str; 3] = ["authorization", "x-user-id", "x-tenant-id"];
@@ -35,6 +37,7 @@ pub(crate) struct Shared {
     pub(crate) max_entry_bytes: usize,
     pub(crate) max_request_bytes: usize,
     pub(crate) lookup_timeout: Duration,
+    pub(crate) invalidation_timeout: Duration,
     /// Shared by every clone of the service (and kept when the layer is reconfigured).
     pub(crate) flights: Arc<Flights>,
     pub(crate) counters: Arc<MethodCounters>,
@@ -88,6 +91,7 @@ impl ResponseCacheLayer {
                 max_entry_bytes: 1024 * 1024,
                 max_request_bytes: 4 * 1024 * 1024,
                 lookup_timeout: Duration::from_millis(50),
+                invalidation_timeout: DEFAULT_INVALIDATION_TIMEOUT,
                 flights: Arc::default(),
                 counters: Arc::new(MethodCounters::new(&COUNTERS, None)),
             }),
@@ -148,12 +152,21 @@ impl ResponseCacheLayer {
     pub fn invalidator(&self) -> crate::CacheInvalidator {
         crate::CacheInvalidator {
             shared: self.shared.clone(),
+            deadline: None,
         }
     }
 
-    /// How long a lookup may take before the call goes to the handler (default 50 ms).
+    /// How long a lookup may take before the call goes to the handler, and a store after it
+    /// (default 50 ms; never past the call's deadline).
     pub fn lookup_timeout(mut self, timeout: Duration) -> Self {
         self.shared_mut().lookup_timeout = timeout;
+        self
+    }
+
+    /// How long an invalidation through the [`invalidator`](Self::invalidator) may take
+    /// before it fails (default [`DEFAULT_INVALIDATION_TIMEOUT`], 100 ms).
+    pub fn invalidation_timeout(mut self, timeout: Duration) -> Self {
+        self.shared_mut().invalidation_timeout = timeout;
         self
     }
 }

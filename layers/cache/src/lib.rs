@@ -55,13 +55,15 @@ mod store;
 
 pub use body::CacheBody;
 pub use broadcast::{InvalidationBroadcast, decode_keys, encode_keys};
-pub use client::{CacheClient, CacheError, CacheStats, LABEL_NAMESPACE, Retry};
+pub use client::{
+    CacheClient, CacheError, CacheStats, DEFAULT_ATTEMPT_TIMEOUT, LABEL_NAMESPACE, Retry,
+};
 pub use entry::CachedResponse;
-pub use invalidate::{CacheInvalidator, MAX_TAGS_PER_ENTRY, TAGS_HEADER};
-pub use layer::{DEFAULT_TTL, DEFAULT_VARY, ResponseCacheLayer};
+pub use invalidate::{CacheInvalidator, MAX_TAGS_PER_ENTRY, TAGS_HEADER, tags_header};
+pub use layer::{DEFAULT_INVALIDATION_TIMEOUT, DEFAULT_TTL, DEFAULT_VARY, ResponseCacheLayer};
 #[cfg(feature = "nats")]
 pub use nats::INVALIDATIONS_RECEIVED;
 #[cfg(feature = "redis")]
-pub use redis_store::{RedisStore, TwoTierStore};
+pub use redis_store::{DEFAULT_COMMAND_TIMEOUT, RedisStore, TwoTierStore};
 pub use service::{ResponseCache, ResponseFuture, X_CACHE};
-pub use store::{CacheStore, MokaStore, StoreError, StoreFuture};
+pub use store::{CacheStore, Generation, MokaStore, StoreError, StoreFuture, tag_hash};

@@ -23,6 +23,11 @@ impl InvalidationBroadcast for NatsBroadcast {
     fn announce(&self, keys: &[u64]) -> StoreFuture<'_, ()> {
         let payload = encode_keys(keys);
         Box::pin(async move {
+            // On the request path: while disconnected, fail now rather than queue and wait
+            // (other replicas' local copies then live out their short TTL).
+            if self.client.connection_state() != async_nats::connection::State::Connected {
+                return Err(StoreError("NATS is not connected".to_owned()));
+            }
             let mut headers = async_nats::HeaderMap::new();
             headers.insert(ORIGIN, self.origin.as_str());
             self.client

@@ -2,8 +2,10 @@
 
 use crate::body::CacheBody;
 use crate::entry::CachedResponse;
-use crate::flight::Role;
+use crate::flight::{Outcome, Role};
+use crate::invalidate::budget;
 use crate::layer::{Count, Shared};
+use crate::store::Generation;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
 use http_body_util::BodyExt;
@@ -13,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
-use tonic_blueprint_core::{BoxError, Identity, RpcIdentity, read_unary_request, reject};
+use tonic_blueprint_core::{BoxError, Deadline, Identity, RpcIdentity, read_unary_request, reject};
 use tower_service::Service;
 
 /// `x-cache` on responses of cached methods.
@@ -208,15 +210,26 @@ where
         parts.extensions.get::<Identity>(),
     );
 
-    if !skips_lookup(&parts.headers) {
-        match tokio::time::timeout(shared.lookup_timeout, shared.store.get(key)).await {
-            Ok(Ok(Some(stored))) => {
+    let deadline = parts.extensions.get::<Deadline>().copied();
+    let limit = budget(shared.lookup_timeout, deadline.as_ref());
+
+    // The generation the store was at before the handler runs: an answer is stored only if
+    // nothing it carries was invalidated since. Unknown (the store failed) means not stored.
+    let mut since = None;
+    if skips_lookup(&parts.headers) {
+        if let Ok(Ok(generation)) = tokio::time::timeout(limit, shared.store.generation()).await {
+            since = Some(generation);
+        }
+    } else {
+        match tokio::time::timeout(limit, shared.store.lookup(key)).await {
+            Ok(Ok((Some(stored), generation))) => {
                 if let Some(entry) = CachedResponse::decode(stored) {
                     shared.count(&id, Count::Hit);
                     return Ok(replay_owned(entry, "hit"));
                 }
+                since = Some(generation);
             }
-            Ok(Ok(None)) => {}
+            Ok(Ok((None, generation))) => since = Some(generation),
             Ok(Err(e)) => {
                 shared.count(&id, Count::Error);
                 tracing::warn!(error = %e, grpc.method = id.method(), "cache lookup failed");
@@ -229,36 +242,48 @@ where
     }
     shared.count(&id, Count::Miss);
 
-    let leader = match shared.flights.join(key) {
-        Role::Follower(flight) => {
-            if let Some(entry) = flight.wait().await {
-                return Ok(replay(&entry, "hit"));
-            }
-            // The leader's answer was not shareable: run the handler ourselves.
-            None
+    let leader = loop {
+        match shared.flights.join(key) {
+            Role::Leader(leader) => break Some(leader),
+            Role::Follower(flight) => match flight.wait().await {
+                Outcome::Shared(entry) => return Ok(replay(&entry, "hit")),
+                // The same question got an error a moment ago: the same answer, no new run.
+                Outcome::Failed(entry) => return Ok(replay(&entry, "miss")),
+                // Served but too large to share: run the handler ourselves.
+                Outcome::Unshared => break None,
+                // The leader went away: the first of us to rejoin leads, the rest wait again.
+                Outcome::Abandoned => continue,
+            },
         }
-        Role::Leader(leader) => Some(leader),
     };
 
     let response = inner
         .call(handler_request(unary))
         .await
         .map_err(Into::into)?;
-    let trailers_only = response
-        .headers()
-        .contains_key(tonic_blueprint_core::headers::GRPC_STATUS);
-    if response.status() != http::StatusCode::OK || trailers_only {
-        // An error (or a rejection): never stored, never shared.
-        let mut response = response.map(CacheBody::inner);
-        response
-            .headers_mut()
-            .insert(X_CACHE_NAME, HeaderValue::from_static("miss"));
-        return Ok(response);
+    if response.status() != http::StatusCode::OK {
+        // Not a gRPC answer: never stored nor shared; a waiter retries.
+        return Ok(response.map(CacheBody::inner));
     }
     let (mut head, mut body) = response.into_parts();
     let tags = crate::invalidate::take_tags(&mut head.headers, &id);
     head.headers
         .insert(X_CACHE_NAME, HeaderValue::from_static("miss"));
+    if head
+        .headers
+        .contains_key(tonic_blueprint_core::headers::GRPC_STATUS)
+    {
+        // Trailers-only: an error (or a rejection). Never stored; handed to the waiters.
+        let entry = Arc::new(CachedResponse {
+            headers: head.headers.clone(),
+            body: Bytes::new(),
+            trailers: HeaderMap::new(),
+        });
+        if let Some(leader) = leader {
+            leader.land(Outcome::Failed(entry));
+        }
+        return Ok(http::Response::from_parts(head, CacheBody::inner(body)));
+    }
     let mut buffered = BytesMut::new();
     let mut trailers = None;
     while let Some(frame) = body.frame().await {
@@ -268,6 +293,9 @@ where
                 if buffered.len() + data.len() > shared.max_entry_bytes {
                     // Too large to keep: send what we have and stream the rest.
                     buffered.extend_from_slice(&data);
+                    if let Some(leader) = leader {
+                        leader.land(Outcome::Unshared);
+                    }
                     return Ok(http::Response::from_parts(
                         head,
                         CacheBody::prefixed(buffered.freeze(), body),
@@ -292,19 +320,68 @@ where
         trailers,
     });
     if ok {
-        let stored = async {
-            shared.store.set(key, entry.encode(), ttl).await?;
-            shared.store.tag(key, &tags, ttl).await
-        };
-        match tokio::time::timeout(shared.lookup_timeout, stored).await {
-            Ok(Ok(())) => shared.count(&id, Count::Set),
-            _ => shared.count(&id, Count::Error),
-        }
+        store(
+            &shared,
+            &id,
+            key,
+            &entry,
+            tags,
+            ttl,
+            since,
+            deadline.as_ref(),
+        )
+        .await;
     }
     if let Some(leader) = leader {
-        leader.land(ok.then(|| entry.clone()));
+        leader.land(if ok {
+            Outcome::Shared(entry.clone())
+        } else {
+            Outcome::Failed(entry.clone())
+        });
     }
     let mut response = replay(&entry, "miss");
     *response.headers_mut() = head.headers;
     Ok(response)
+}
+
+/// Stores an OK answer, unless its tags cannot be read, the generation before the handler is
+/// unknown, or something it carries was invalidated since (the store refuses).
+#[allow(clippy::too_many_arguments)]
+async fn store(
+    shared: &Shared,
+    id: &RpcIdentity,
+    key: u64,
+    entry: &CachedResponse,
+    tags: Option<Vec<String>>,
+    ttl: Duration,
+    since: Option<Generation>,
+    deadline: Option<&Deadline>,
+) {
+    let Some(tags) = tags else {
+        tracing::warn!(
+            grpc.method = id.method(),
+            "response not cached: its x-cache-tags are not UTF-8 or more than 16"
+        );
+        return;
+    };
+    let Some(since) = since else { return };
+    let limit = budget(shared.lookup_timeout, deadline);
+    let filled = shared.store.fill(key, entry.encode(), &tags, ttl, since);
+    match tokio::time::timeout(limit, filled).await {
+        Ok(Ok(true)) => shared.count(id, Count::Set),
+        Ok(Ok(false)) => {
+            tracing::debug!(
+                grpc.method = id.method(),
+                "response not cached: invalidated while it was computed"
+            );
+        }
+        Ok(Err(e)) => {
+            shared.count(id, Count::Error);
+            tracing::warn!(error = %e, grpc.method = id.method(), "cache store failed");
+        }
+        Err(_) => {
+            shared.count(id, Count::Error);
+            tracing::warn!(grpc.method = id.method(), "cache store timed out");
+        }
+    }
 }
