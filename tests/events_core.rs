@@ -6,9 +6,10 @@
 mod common;
 
 use common::events::{
-    PaymentCreated, assert_counters, assert_dead_letter, assert_no_message, assert_nothing_within,
-    context_with_request_id, counter, dead_letters, header, install_counters, next_message,
-    payment, received_now, recording, unique_token,
+    PaymentCreated, Step, assert_counters, assert_dead_letter, assert_no_message,
+    assert_nothing_within, context_with_request_id, counter, dead_letters, header,
+    install_counters, next_message, next_step, payment, received_now, recording, slow,
+    unique_token,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -400,9 +401,9 @@ async fn a_handler_that_always_fails_lands_the_message_on_the_dead_letter_subjec
         seen.iter().map(|(d, _)| d.attempt).collect::<Vec<_>>(),
         [1, 2, 3]
     );
-    // Exponential backoff: 30 ms, then 60 ms.
-    assert!(seen[1].1 - seen[0].1 >= Duration::from_millis(30));
-    assert!(seen[2].1 - seen[1].1 >= Duration::from_millis(60));
+    // Backoff 30 ms, then 60 ms, each wait drawn between zero and it (full jitter; the
+    // unit tests of `ConsumerOptions::jittered_backoff` check the draw).
+    assert!(seen[1].1 >= seen[0].1 && seen[2].1 >= seen[1].1);
 
     assert_dead_letter(
         &dead,
@@ -576,5 +577,60 @@ async fn jetstream_operations_need_jetstream_on() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("\"bad group\""), "{err}");
+    events.drain().await.unwrap();
+}
+
+// --- the handler timeout ---
+
+#[tokio::test]
+async fn a_handler_that_hangs_is_dropped_at_its_timeout_retried_then_dead_lettered() {
+    let (events, subject, mut dead_letters) = refund_subject("hung").await;
+    let (handler, mut steps) = slow(|_| None);
+    let options = ConsumerOptions {
+        max_attempts: 2,
+        backoff_initial_ms: 30,
+        handler_timeout_ms: 200,
+        ..ConsumerOptions::default()
+    };
+    let consumer = events
+        .subscribe_queue_with(&subject, "refunds", &options, handler)
+        .await
+        .expect("subscribe");
+    let ctx = context_with_request_id("req-refund-hang");
+    events
+        .publish(&subject, &payment("r-hang"), &ctx)
+        .await
+        .unwrap();
+
+    for attempt in 1..=2 {
+        let (step, started) = next_step(&mut steps, WAIT).await;
+        assert_eq!(step, Step::Started(attempt));
+        let (step, dropped) = next_step(&mut steps, WAIT).await;
+        assert_eq!(step, Step::Dropped(attempt), "the hung future is dropped");
+        assert!(dropped - started >= Duration::from_millis(200));
+    }
+    let dead = next_message(&mut dead_letters, WAIT).await;
+    assert_dead_letter(
+        &dead,
+        &payment("r-hang"),
+        &subject,
+        "2",
+        "the handler timed out after 200 ms",
+        "req-refund-hang",
+    );
+    consumer.stop().await;
+    assert!(
+        steps.try_recv().is_err(),
+        "no attempt after the dead letter"
+    );
+    assert_counters(
+        &subject,
+        &[
+            (counters::DELIVERED, 1),
+            (counters::TIMED_OUT, 2),
+            (counters::FAILED, 2),
+            (counters::DEAD_LETTERED, 1),
+        ],
+    );
     events.drain().await.unwrap();
 }

@@ -6,9 +6,9 @@
 mod common;
 
 use common::events::{
-    PaymentCreated, Recorded, assert_counters, assert_dead_letter, assert_no_message,
+    PaymentCreated, Step, assert_counters, assert_dead_letter, assert_no_message,
     assert_nothing_within, context_with_request_id, dead_letters, install_counters, next_message,
-    payment, received_now, recording, unique_token,
+    next_step, payment, received_now, recording, slow, unique_token,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -89,11 +89,11 @@ async fn ledger(
 /// Waits until the consumer `ledger` has nothing pending or unacknowledged and its ack
 /// floor is at `sequence`, then asserts that its handler sees nothing more, even after
 /// `ack_wait` (1 s) has passed.
-async fn settled_for_good(
+async fn settled_for_good<T>(
     events: &Events,
     stream: &str,
     sequence: u64,
-    handled: &mut Recorded,
+    handled: &mut mpsc::UnboundedReceiver<T>,
     why: &str,
 ) -> jetstream::consumer::Info {
     let stream = events
@@ -160,9 +160,8 @@ async fn a_message_that_fails_twice_is_delivered_three_times_then_acked_for_good
         );
         assert_eq!(d.message_id.as_deref(), Some(published.message_id.as_str()));
     }
-    // Nak delays: 50 ms, then 100 ms.
-    assert!(seen[1].1 - seen[0].1 >= Duration::from_millis(50));
-    assert!(seen[2].1 - seen[1].1 >= Duration::from_millis(100));
+    // Nak delays: up to 50 ms, then up to 100 ms (full jitter).
+    assert!(seen[1].1 >= seen[0].1 && seen[2].1 >= seen[1].1);
 
     // Acked: nothing comes back.
     let info = settled_for_good(
@@ -259,6 +258,116 @@ async fn a_message_that_always_fails_is_dead_lettered_and_terminated() {
             (counters::DELIVERED, 3),
             (counters::FAILED, 3),
             (counters::DEAD_LETTERED, 1),
+        ],
+    );
+    delete_stream(&events, &stream).await;
+    events.drain().await.unwrap();
+}
+
+// --- the handler timeout ---
+
+#[tokio::test]
+async fn a_hung_handler_is_dropped_at_its_timeout_and_the_redelivery_is_handled() {
+    let (events, subject, stream, mut dead_letters) = shared_with_dead_letters().await;
+    // The first delivery never finishes; the redelivery does at once.
+    let (handler, mut steps) = slow(|attempt| (attempt > 1).then_some(Duration::ZERO));
+    let options = ConsumerOptions {
+        max_attempts: 3,
+        backoff_initial_ms: 50,
+        handler_timeout_ms: 300,
+        // Far beyond the test: any redelivery seen here comes from the consumer's nak.
+        ack_wait_ms: 60_000,
+        ..ConsumerOptions::default()
+    };
+    let consumer = events
+        .consume_with(&stream, "ledger", &subject, &options, handler)
+        .await
+        .expect("consume");
+    let ctx = context_with_request_id("req-js-hang");
+    let sequence = events
+        .publish_jetstream(&subject, &payment("p-hang"), &ctx)
+        .await
+        .unwrap()
+        .sequence
+        .unwrap();
+
+    let (step, started) = next_step(&mut steps, WAIT).await;
+    assert_eq!(step, Step::Started(1));
+    let (step, dropped) = next_step(&mut steps, WAIT).await;
+    assert_eq!(step, Step::Dropped(1), "the hung future is dropped");
+    assert!(
+        dropped - started >= Duration::from_millis(300),
+        "dropped after {:?}, before its timeout",
+        dropped - started
+    );
+    let (step, redelivered) = next_step(&mut steps, WAIT).await;
+    assert_eq!(step, Step::Started(2));
+    assert!(
+        redelivered - started < Duration::from_secs(10),
+        "redelivered only after {:?}",
+        redelivered - started
+    );
+    assert_eq!(next_step(&mut steps, WAIT).await.0, Step::Finished(2));
+
+    // Acked: nothing comes back, nothing is dead-lettered.
+    settled_for_good(&events, &stream, sequence, &mut steps, "delivered again").await;
+    consumer.stop().await;
+    assert_counters(
+        &subject,
+        &[
+            (counters::DELIVERED, 2),
+            (counters::TIMED_OUT, 1),
+            (counters::FAILED, 1),
+            (counters::DEAD_LETTERED, 0),
+        ],
+    );
+    assert_no_message(
+        &events,
+        &mut dead_letters,
+        "dead-lettered after one timeout",
+    )
+    .await;
+    delete_stream(&events, &stream).await;
+    events.drain().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_handler_slower_than_ack_wait_but_within_its_timeout_is_not_redelivered_meanwhile() {
+    let (events, subject, stream) = shared_with_stream().await;
+    install_counters();
+    let (handler, mut steps) = slow(|_| Some(Duration::from_millis(1_600)));
+    let options = ConsumerOptions {
+        handler_timeout_ms: 10_000,
+        // The handler outlasts three of these: progress reports keep the message its own.
+        ack_wait_ms: 500,
+        ..ConsumerOptions::default()
+    };
+    let consumer = events
+        .consume_with(&stream, "ledger", &subject, &options, handler)
+        .await
+        .expect("consume");
+    let sequence = events
+        .publish_jetstream(&subject, &payment("p-slow"), &EventContext::new())
+        .await
+        .unwrap()
+        .sequence
+        .unwrap();
+
+    assert_eq!(next_step(&mut steps, WAIT).await.0, Step::Started(1));
+    assert_eq!(
+        next_step(&mut steps, WAIT).await.0,
+        Step::Finished(1),
+        "no redelivery while the first delivery runs"
+    );
+    let info = settled_for_good(&events, &stream, sequence, &mut steps, "delivered again").await;
+    assert_eq!(info.num_redelivered, 0);
+    consumer.stop().await;
+    assert_counters(
+        &subject,
+        &[
+            (counters::DELIVERED, 1),
+            (counters::TIMED_OUT, 0),
+            (counters::FAILED, 0),
         ],
     );
     delete_stream(&events, &stream).await;

@@ -32,7 +32,8 @@ pub struct NatsConfig {
     /// Attempts at the first connection before [`Events::connect`](super::Events::connect)
     /// gives up (at least 1; default 5).
     pub connect_attempts: u32,
-    /// The wait after the first failed attempt, doubled after each (default 200 ms).
+    /// The backoff after the first failed attempt, doubled after each (default 200 ms); each
+    /// wait is drawn between zero and the backoff (full jitter).
     pub connect_backoff_ms: u64,
     /// The limit of one connection attempt (default 2 s).
     pub connect_timeout_ms: u64,
@@ -212,12 +213,22 @@ pub struct ConsumerOptions {
     /// Attempts of the handler before the message goes to the dead-letter subject
     /// (at least 1; default 3). For JetStream this is the delivery count.
     pub max_attempts: u32,
-    /// The wait before the second attempt, doubled before each next one (default 100 ms).
+    /// The backoff before the second attempt, doubled before each next one (default 100 ms).
+    /// Each wait is drawn at random between zero and the backoff (full jitter), so
+    /// replicas that failed together do not retry together.
     pub backoff_initial_ms: u64,
-    /// The longest wait between attempts (default 10 s).
+    /// The longest backoff between attempts (default 10 s).
     pub backoff_max_ms: u64,
+    /// How long one delivery may run its handler (at least 1 ms; default 30 s). On expiry
+    /// the handler's future is dropped, the attempt counts as failed
+    /// ([`counters::TIMED_OUT`](super::counters::TIMED_OUT) and
+    /// [`counters::FAILED`](super::counters::FAILED), logged) and is retried after the
+    /// backoff like an `Err`: a JetStream message is nak'ed with that delay.
+    pub handler_timeout_ms: u64,
     /// JetStream: how long the server waits for an acknowledgement before it redelivers
-    /// (default 30 s); longer than the slowest handler.
+    /// (default 30 s). While a handler runs the consumer reports progress every half
+    /// `ack_wait`, so a handler within `handler_timeout_ms` is never redelivered
+    /// meanwhile; `ack_wait` is how soon the messages of a crashed replica come back.
     pub ack_wait_ms: u64,
     /// Where failed messages go; default `<subject>.dlq`.
     pub dead_letter_subject: Option<String>,
@@ -230,6 +241,7 @@ impl Default for ConsumerOptions {
             max_attempts: 3,
             backoff_initial_ms: 100,
             backoff_max_ms: 10_000,
+            handler_timeout_ms: 30_000,
             ack_wait_ms: 30_000,
             dead_letter_subject: None,
         }
@@ -251,6 +263,24 @@ impl ConsumerOptions {
         exponential(self.backoff_initial_ms, self.backoff_max_ms, attempt)
     }
 
+    /// The wait actually used after failed attempt `attempt`: drawn uniformly between zero
+    /// and [`backoff`](Self::backoff) (full jitter).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tonic_blueprint::events::ConsumerOptions;
+    /// let options = ConsumerOptions::default();
+    /// assert!(options.jittered_backoff(2) <= Duration::from_millis(200));
+    /// ```
+    pub fn jittered_backoff(&self, attempt: u32) -> Duration {
+        full_jitter(self.backoff(attempt))
+    }
+
+    /// [`handler_timeout_ms`](Self::handler_timeout_ms) as a duration (at least 1 ms).
+    pub fn handler_timeout(&self) -> Duration {
+        Duration::from_millis(self.handler_timeout_ms.max(1))
+    }
+
     pub(crate) fn attempts(&self) -> u32 {
         self.max_attempts.max(1)
     }
@@ -258,6 +288,13 @@ impl ConsumerOptions {
     pub(crate) fn concurrency(&self) -> usize {
         self.concurrency.clamp(1, MAX_CONCURRENCY)
     }
+}
+
+/// A wait drawn uniformly from `[0, backoff]` ("full jitter"): retries of many clients that
+/// failed at the same moment spread over the whole window instead of arriving together.
+pub(crate) fn full_jitter(backoff: Duration) -> Duration {
+    let nanos = u64::try_from(backoff.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(fastrand::u64(0..=nanos))
 }
 
 /// `initial_ms * 2^(attempt-1)`, at most `max_ms`.
@@ -289,5 +326,45 @@ mod tests {
         assert_eq!(exponential(100, 10_000, 1), Duration::from_millis(100));
         assert_eq!(exponential(100, 10_000, 3), Duration::from_millis(400));
         assert_eq!(exponential(100, 10_000, 60), Duration::from_millis(10_000));
+    }
+
+    #[test]
+    fn jittered_waits_stay_within_the_backoff_and_spread() {
+        let options = ConsumerOptions {
+            backoff_initial_ms: 100,
+            backoff_max_ms: 1_000,
+            ..ConsumerOptions::default()
+        };
+        for attempt in 1..=6 {
+            let backoff = options.backoff(attempt);
+            let waits: Vec<Duration> = (0..1_000)
+                .map(|_| options.jittered_backoff(attempt))
+                .collect();
+            assert!(waits.iter().all(|w| *w <= backoff), "attempt {attempt}");
+            let distinct: std::collections::BTreeSet<_> = waits.iter().collect();
+            assert!(distinct.len() > 100, "attempt {attempt}: {distinct:?}");
+            // Spread over the window, not bunched at one end.
+            assert!(waits.iter().any(|w| *w < backoff / 4), "attempt {attempt}");
+            assert!(
+                waits.iter().any(|w| *w > backoff * 3 / 4),
+                "attempt {attempt}"
+            );
+        }
+        assert_eq!(full_jitter(Duration::ZERO), Duration::ZERO);
+        assert!(full_jitter(Duration::MAX) <= Duration::MAX);
+    }
+
+    #[test]
+    fn the_handler_timeout_defaults_to_30_s_and_is_never_zero() {
+        let options = ConsumerOptions::default();
+        assert_eq!(options.handler_timeout(), Duration::from_secs(30));
+        let zero = ConsumerOptions {
+            handler_timeout_ms: 0,
+            ..ConsumerOptions::default()
+        };
+        assert_eq!(zero.handler_timeout(), Duration::from_millis(1));
+        let parsed: ConsumerOptions =
+            serde_json::from_str(r#"{ "handler_timeout_ms": 500 }"#).expect("options");
+        assert_eq!(parsed.handler_timeout(), Duration::from_millis(500));
     }
 }

@@ -1,6 +1,8 @@
 //! [`Events`]: the connection, its JetStream context, and shutdown.
 
-use super::config::{NatsConfig, Storage, StreamConfig, exponential, redact_url, url_secrets};
+use super::config::{
+    NatsConfig, Storage, StreamConfig, exponential, full_jitter, redact_url, url_secrets,
+};
 use super::consumer::ConsumerControl;
 use super::error::EventsError;
 use super::subject::{check_filter, check_name};
@@ -40,7 +42,8 @@ impl fmt::Debug for Events {
 }
 
 impl Events {
-    /// Connects, retrying up to `connect_attempts` times with exponential backoff, then
+    /// Connects, retrying up to `connect_attempts` times with exponential backoff (full
+    /// jitter), then
     /// (with `jetstream` on) creates or updates the configured streams.
     ///
     /// The error names the server (credentials removed) and the last attempt's failure.
@@ -86,8 +89,11 @@ impl Events {
                         "NATS connection attempt failed"
                     );
                     if attempt < attempts {
-                        let wait =
-                            exponential(config.connect_backoff_ms, MAX_CONNECT_BACKOFF_MS, attempt);
+                        let wait = full_jitter(exponential(
+                            config.connect_backoff_ms,
+                            MAX_CONNECT_BACKOFF_MS,
+                            attempt,
+                        ));
                         tokio::time::sleep(wait).await;
                     }
                 }

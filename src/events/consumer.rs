@@ -3,7 +3,7 @@
 
 use super::config::ConsumerOptions;
 use super::connection::Events;
-use super::counters::{DEAD_LETTERED, DELIVERED, FAILED, count};
+use super::counters::{DEAD_LETTERED, DELIVERED, FAILED, TIMED_OUT, count};
 use super::delivery::{Delivery, EventHandler};
 use super::error::EventsError;
 use super::subject::{Subject, check_literal, check_name};
@@ -199,8 +199,9 @@ where
         );
     }
 
-    /// Decodes the payload and runs the handler once; the error text on failure (a bad
-    /// payload, an `Err`, a panic), counted and logged.
+    /// Decodes the payload and runs the handler once, for at most `handler_timeout_ms`; the
+    /// error text on failure (a bad payload, an `Err`, a panic, the timeout), counted and
+    /// logged. On timeout the handler's future is dropped.
     pub(crate) async fn attempt(
         &self,
         subject: &str,
@@ -222,9 +223,18 @@ where
         };
         let delivery = Delivery::received(event, subject, headers, attempt, stream_sequence);
         let request_id = delivery.request_id.clone();
-        let outcome = AssertUnwindSafe(async { self.handler.handle(delivery).await })
-            .catch_unwind()
-            .await;
+        let limit = self.options.handler_timeout();
+        let handling =
+            AssertUnwindSafe(async { self.handler.handle(delivery).await }).catch_unwind();
+        let Ok(outcome) = tokio::time::timeout(limit, handling).await else {
+            let error = format!("the handler timed out after {} ms", limit.as_millis());
+            count(TIMED_OUT, self.subject.as_str());
+            self.failed(headers, attempt, &error);
+            return Err(Failure {
+                error,
+                retryable: true,
+            });
+        };
         let error = match outcome {
             Ok(Ok(())) => {
                 tracing::debug!(
@@ -349,8 +359,9 @@ impl Events {
     /// Consumes `subject` in queue group `group` on core NATS (at most once).
     ///
     /// Returns once the server has the subscription. Up to `concurrency` messages are
-    /// handled at once. A failed attempt is retried after `backoff_initial_ms`, doubling,
-    /// up to `max_attempts` attempts; then the message (payload and headers, plus
+    /// handled at once, each for at most `handler_timeout_ms` (then it counts as failed). A
+    /// failed attempt is retried after a wait drawn between zero and a backoff that starts at
+    /// `backoff_initial_ms` and doubles (full jitter), up to `max_attempts` attempts; then the message (payload and headers, plus
     /// `x-dead-letter-attempts`, `x-dead-letter-error` and `x-dead-letter-subject`) is
     /// published to the dead-letter subject (`<subject>.dlq` unless set). A payload that
     /// does not decode as `T` goes there at once.
@@ -445,7 +456,7 @@ where
             Ok(()) => return,
             Err(failure) if !failure.retryable || attempt >= attempts => break failure,
             Err(_) => {
-                tokio::time::sleep(worker.options.backoff(attempt)).await;
+                tokio::time::sleep(worker.options.jittered_backoff(attempt)).await;
                 attempt += 1;
             }
         }

@@ -42,13 +42,17 @@ impl Events {
     /// uses the same durable name to share the work.
     ///
     /// At least once: `Ok` acknowledges the message (and waits for the server to confirm).
-    /// `Err` (or a panic) asks for redelivery after `backoff_initial_ms`, doubling with each
-    /// delivery. The delivery that reaches `max_attempts` and fails is published to the
-    /// dead-letter subject (`<subject>.dlq` unless set; stored by JetStream when a stream
-    /// holds that subject) and terminated; if that publish fails the message is redelivered
-    /// and tried again, going to the dead-letter subject without running the handler. A
-    /// message not acknowledged within `ack_wait_ms` (a handler slower than that, a crashed
-    /// replica) is redelivered too and counts as an attempt.
+    /// `Err`, a panic, or a handler still running after `handler_timeout_ms` (its future is
+    /// dropped) asks for redelivery (nak) after a delay drawn between zero and a backoff that
+    /// starts at `backoff_initial_ms` and doubles with each delivery (full jitter). The
+    /// delivery that reaches `max_attempts` and fails is published to the dead-letter subject
+    /// (`<subject>.dlq` unless set; stored by JetStream when a stream holds that subject) and
+    /// terminated; if that publish fails the message is redelivered and tried again, going to
+    /// the dead-letter subject without running the handler. While a handler runs, the
+    /// consumer tells the server every half `ack_wait_ms` that work is in progress, so the
+    /// message is not redelivered meanwhile; a message not acknowledged within `ack_wait_ms`
+    /// of its last sign of life (a crashed replica) is redelivered and counts as an
+    /// attempt.
     pub async fn consume_with<T, H>(
         &self,
         stream: &str,
@@ -180,16 +184,14 @@ where
             retryable: false,
         }
     } else {
-        match worker
-            .attempt(
-                &message.subject,
-                headers,
-                &message.payload,
-                delivered,
-                sequence,
-            )
-            .await
-        {
+        let attempt = worker.attempt(
+            &message.subject,
+            headers,
+            &message.payload,
+            delivered,
+            sequence,
+        );
+        match in_progress(&worker, &message, attempt).await {
             Ok(()) => {
                 if let Err(e) = message.double_ack().await {
                     // Not confirmed: the server redelivers after ack_wait (at least once).
@@ -232,13 +234,40 @@ where
     }
 }
 
-/// Asks for redelivery after the backoff of delivery `delivered`.
+/// Runs `attempt`, telling the server every half `ack_wait` that the message is still being
+/// worked on, so it is not redelivered while the handler runs (within its own timeout).
+async fn in_progress<T, H, F>(
+    worker: &Worker<T, H>,
+    message: &async_nats::jetstream::Message,
+    attempt: F,
+) -> F::Output
+where
+    F: std::future::Future,
+{
+    let every = Duration::from_millis((worker.options.ack_wait_ms / 2).max(1));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(attempt);
+    loop {
+        tokio::select! {
+            biased;
+            outcome = &mut attempt => return outcome,
+            _ = ticks.tick() => {
+                if let Err(e) = message.ack_with(AckKind::Progress).await {
+                    tracing::debug!(nats.subject = %worker.subject, error = %e, "JetStream progress not sent");
+                }
+            }
+        }
+    }
+}
+
+/// Asks for redelivery after the (jittered) backoff of delivery `delivered`.
 async fn nak<T, H>(
     worker: &Worker<T, H>,
     message: &async_nats::jetstream::Message,
     delivered: u32,
 ) {
-    let delay = worker.options.backoff(delivered);
+    let delay = worker.options.jittered_backoff(delivered);
     if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
         tracing::warn!(nats.subject = %worker.subject, error = %e, "JetStream nak failed; redelivery after ack_wait");
     }

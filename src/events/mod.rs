@@ -14,6 +14,10 @@
 //! - [`Events::consume`]: a durable JetStream pull consumer, at least once: `Ok` acks, `Err`
 //!   naks with a growing delay, and the last failed attempt goes to the dead-letter subject
 //!   and is terminated;
+//! - both bound each delivery by `handler_timeout_ms` (default 30 s: the handler's future is
+//!   dropped and the attempt fails, counted in [`counters::TIMED_OUT`]), and draw every
+//!   retry, redelivery and reconnection wait uniformly between zero and its backoff (full
+//!   jitter), so consumers that failed together do not retry together;
 //! - [`Events::drain`] at shutdown.
 //!
 //! Handlers receive a [`Delivery`]: the decoded event, its headers, the request id and the

@@ -65,6 +65,70 @@ where
     (handler, rx)
 }
 
+/// What a [`slow`] handler did with one attempt, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// The attempt started.
+    Started(u32),
+    /// The attempt finished its work and returned `Ok`.
+    Finished(u32),
+    /// The attempt's future was dropped before it finished.
+    Dropped(u32),
+}
+
+/// What a [`slow`] handler reports.
+pub(crate) type Steps = mpsc::UnboundedReceiver<(Step, Instant)>;
+
+/// A handler that reports each attempt's [`Step`]s; attempt `n` works for `work(n)` and then
+/// returns `Ok`, or never finishes when `work(n)` is `None`.
+pub(crate) fn slow(
+    work: fn(u32) -> Option<Duration>,
+) -> (impl EventHandler<PaymentCreated>, Steps) {
+    struct Report {
+        tx: mpsc::UnboundedSender<(Step, Instant)>,
+        attempt: u32,
+        finished: bool,
+    }
+    impl Drop for Report {
+        fn drop(&mut self) {
+            let step = if self.finished {
+                Step::Finished(self.attempt)
+            } else {
+                Step::Dropped(self.attempt)
+            };
+            let _ = self.tx.send((step, Instant::now()));
+        }
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handler = move |d: Delivery<PaymentCreated>| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send((Step::Started(d.attempt), Instant::now()));
+            let mut report = Report {
+                tx,
+                attempt: d.attempt,
+                finished: false,
+            };
+            match work(d.attempt) {
+                // Work that takes this long (not a synchronisation).
+                Some(duration) => tokio::time::sleep(duration).await,
+                None => std::future::pending::<()>().await,
+            }
+            report.finished = true;
+            Ok::<(), String>(())
+        }
+    };
+    (handler, rx)
+}
+
+/// The next step of `steps`, within `wait`.
+pub(crate) async fn next_step(steps: &mut Steps, wait: Duration) -> (Step, Instant) {
+    timeout(wait, steps.recv())
+        .await
+        .expect("a step in time")
+        .expect("the handler lives")
+}
+
 /// A context carrying request id `id`, as the RequestLogging layer leaves it in the request
 /// extensions.
 pub(crate) fn context_with_request_id(id: &'static str) -> EventContext {
