@@ -95,3 +95,6 @@ pub mod events;
 
 #[cfg(feature = "server")]
 pub mod server;
+
+#[cfg(feature = "metrics")]
+pub mod kit_metrics;

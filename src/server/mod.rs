@@ -425,7 +425,11 @@ async fn start_metrics(addr: SocketAddr) -> Result<SocketAddr, ServeError> {
     static HANDLE: std::sync::OnceLock<Option<crate::metrics::exporter::PrometheusHandle>> =
         std::sync::OnceLock::new();
     let handle = HANDLE.get_or_init(|| match crate::metrics::exporter::install() {
-        Ok(handle) => Some(handle),
+        Ok(handle) => {
+            // HELP and TYPE for the helpers' metrics too (database, events).
+            crate::kit_metrics::describe_kit_metrics();
+            Some(handle)
+        }
         Err(e) => {
             tracing::warn!(error = %e, "a metrics recorder is already installed; /metrics serves an empty registry");
             None

@@ -148,7 +148,15 @@ pub fn builder() -> PrometheusBuilder {
 
 /// Describes every blueprint metric to `recorder`.
 pub fn describe(recorder: &dyn Recorder) {
-    for (name, kind, help) in DESCRIPTIONS {
+    describe_table(recorder, DESCRIPTIONS);
+}
+
+/// Describes the metrics of `table` to `recorder` (histograms in seconds).
+///
+/// For metrics recorded outside the layer crates (the umbrella's database and events
+/// helpers, a service's own), so that each comes with HELP and TYPE lines too.
+pub fn describe_table(recorder: &dyn Recorder, table: &[(&'static str, MetricType, &'static str)]) {
+    for (name, kind, help) in table {
         let key = KeyName::from_const_str(name);
         let help = (*help).into();
         match kind {
@@ -157,6 +165,12 @@ pub fn describe(recorder: &dyn Recorder) {
             MetricType::Histogram => recorder.describe_histogram(key, Some(Unit::Seconds), help),
         }
     }
+}
+
+/// Describes the metrics of `table` to the installed `metrics` recorder (see [`install`]);
+/// does nothing when none is installed.
+pub fn describe_installed(table: &[(&'static str, MetricType, &'static str)]) {
+    metrics::with_recorder(|recorder| describe_table(recorder, table));
 }
 
 /// A recorder with the buckets set and every metric described, not installed (for a
