@@ -154,3 +154,74 @@ async fn reflection_lists_the_services() {
         "no grace-period cut"
     );
 }
+
+/// Python's grpcio-reflection, older grpcurl and many GUI tools speak only `v1alpha`.
+#[tokio::test]
+async fn reflection_v1alpha_lists_the_services_and_describes_their_methods() {
+    use prost::Message;
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+
+    let (mut child, addr, lines) = start();
+    let mut reflection = ServerReflectionClient::new(channel(&addr).await);
+    let ask = |request| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(request),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter([
+            ask(MessageRequest::ListServices(String::new())),
+            ask(MessageRequest::FileContainingSymbol(
+                "blueprint.test.v1.TestService".to_owned(),
+            )),
+        ]))
+        .await
+        .expect("v1alpha reflection")
+        .into_inner();
+
+    let response = responses.message().await.expect("answer").expect("some");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected {response:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        "blueprint.test.v1.TestService",
+        "blueprint.test.v1.ValidatedService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing: {names:?}"
+        );
+    }
+
+    let response = responses.message().await.expect("answer").expect("some");
+    let Some(MessageResponse::FileDescriptorResponse(files)) = response.message_response else {
+        panic!("unexpected {response:?}");
+    };
+    let methods: Vec<String> = files
+        .file_descriptor_proto
+        .iter()
+        .map(|bytes| prost_types::FileDescriptorProto::decode(bytes.as_slice()).expect("a file"))
+        .flat_map(|file| file.service)
+        .filter(|service| service.name() == "TestService")
+        .flat_map(|service| service.method)
+        .map(|method| method.name().to_owned())
+        .collect();
+    assert!(
+        methods.iter().any(|m| m == "Unary") && methods.iter().any(|m| m == "ServerStream"),
+        "TestService methods: {methods:?}"
+    );
+
+    drop((responses, reflection));
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "exit status {status:?}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(rest, ["shutdown hooks ran", "stopped"]);
+}

@@ -3,8 +3,9 @@
 Drives a running `payments` server with Python grpcio, from stubs that grpcio-tools generates
 at start-up from the service's .proto files, and checks what the layers promise on the wire:
 validation details, rate limiting with RetryInfo, the response cache and its invalidation,
-request-id echo, the server stream, health, authentication (bearer JWTs minted here with
-PyJWT), who may see which payment, and idempotent creates.
+request-id echo, the server stream, health, reflection (grpcio-reflection speaks only
+grpc.reflection.v1alpha), authentication (bearer JWTs minted here with PyJWT), who may see
+which payment, and idempotent creates.
 
 Usage: python payments_e2e.py --addr 127.0.0.1:PORT --proto-root /path/to/proto --jwt-secret S
 
@@ -191,6 +192,31 @@ def scenario_health(channel, pb, pb_grpc):
             response.status == health_pb2.HealthCheckResponse.SERVING,
             f"health of {service!r}: {health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)}",
         )
+
+
+def scenario_reflection(channel, pb, pb_grpc):
+    """grpcio-reflection (v1alpha only) lists the services and describes PaymentService."""
+    from google.protobuf.descriptor_pool import DescriptorPool
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    # Reflection is public: the client sends no token.
+    database = ProtoReflectionDescriptorDatabase(channel)
+    services = set(database.get_services())
+    for expected in (SERVICE, "grpc.health.v1.Health"):
+        check(expected in services, f"reflection lists {sorted(services)}, not {expected}")
+    # A pool of its own: the generated stubs already fill the default one.
+    service = DescriptorPool(database).FindServiceByName(SERVICE)
+    methods = {method.name for method in service.methods}
+    expected = {"CreatePayment", "GetPayment", "ListPayments", "WatchPayments"}
+    check(expected <= methods, f"{SERVICE} methods by reflection: {sorted(methods)}")
+    watch = service.methods_by_name["WatchPayments"]
+    check(
+        watch.server_streaming and watch.output_type.full_name == "payments.v1.Payment",
+        f"WatchPayments by reflection: {watch.output_type.full_name}, "
+        f"server streaming {watch.server_streaming}",
+    )
 
 
 def scenario_create_and_get(channel, pb, pb_grpc):
@@ -437,6 +463,7 @@ def scenario_idempotency(channel, pb, pb_grpc):
 
 SCENARIOS = [
     ("health", scenario_health),
+    ("reflection v1alpha (grpcio-reflection)", scenario_reflection),
     ("no, expired or foreign token is UNAUTHENTICATED", scenario_authentication),
     ("own payments only (NOT_FOUND, PERMISSION_DENIED)", scenario_own_payments_only),
     ("idempotent create", scenario_idempotency),
