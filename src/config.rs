@@ -97,6 +97,34 @@ pub const VARIABLES: &[Variable] = &[
         help: "how long in-flight RPCs may run after SIGTERM or SIGINT",
     },
     Variable {
+        name: "SHUTDOWN_DRAIN_DELAY_SECONDS",
+        key: "server.shutdown_drain_delay_seconds",
+        kind: Kind::Seconds,
+        default: "0",
+        help: "how long to keep accepting calls after health turns NOT_SERVING, so load balancers stop routing first (Kubernetes: a few seconds)",
+    },
+    Variable {
+        name: "MAX_CONCURRENT_STREAMS",
+        key: "server.max_concurrent_streams",
+        kind: Kind::Count,
+        default: "200",
+        help: "concurrent calls one HTTP/2 connection may open",
+    },
+    Variable {
+        name: "MAX_IN_FLIGHT",
+        key: "server.max_in_flight",
+        kind: Kind::Count,
+        default: "10000",
+        help: "calls in flight across all connections before new ones are refused with RESOURCE_EXHAUSTED (health exempt); 0: no limit",
+    },
+    Variable {
+        name: "MAX_HEADER_LIST_BYTES",
+        key: "server.max_header_list_bytes",
+        kind: Kind::Bytes,
+        default: "16384",
+        help: "the largest request metadata (HTTP/2 header list) accepted",
+    },
+    Variable {
         name: "KEEPALIVE_INTERVAL_SECONDS",
         key: "server.keepalive_interval_seconds",
         kind: Kind::Seconds,
@@ -301,6 +329,14 @@ pub struct ServerSection {
 }
 
 impl ServerSection {
+    /// `SHUTDOWN_DRAIN_DELAY_SECONDS`.
+    pub shutdown_drain_delay_seconds: u64,
+    /// `MAX_CONCURRENT_STREAMS`.
+    pub max_concurrent_streams: u32,
+    /// `MAX_IN_FLIGHT` (0: no limit).
+    pub max_in_flight: u32,
+    /// `MAX_HEADER_LIST_BYTES`.
+    pub max_header_list_bytes: u32,
     /// The grace period for in-flight calls at shutdown.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_seconds)

@@ -38,11 +38,14 @@
 //! [`invalidation_subject`] so every replica drops its local copy at once; without NATS a
 //! replica's local copy lives at most [`LOCAL_TIER_TTL`].
 
+mod connections;
+mod in_flight;
 mod preset;
 #[cfg(feature = "redis")]
 mod redis;
 mod toggle;
 
+pub use in_flight::{InFlightBody, InFlightFuture, InFlightLimit, InFlightLimitLayer};
 pub use preset::{BoxedService, PresetStack, StackError};
 #[cfg(feature = "redis")]
 pub use redis::{LOCAL_TIER_TTL, connect_redis, invalidation_subject};
@@ -254,13 +257,21 @@ impl Server {
                 .set_service_status(name, ServingStatus::Serving)
                 .await;
         }
-        let mut reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-        for set in &descriptors {
-            reflection = reflection.register_encoded_file_descriptor_set(set);
-        }
-        let reflection = reflection
+        // Both reflection versions: many tools (Python grpcio-reflection, older grpcurl, GUI
+        // clients) speak only v1alpha.
+        let reflection_builder = || {
+            let mut builder = tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+            for set in &descriptors {
+                builder = builder.register_encoded_file_descriptor_set(set);
+            }
+            builder
+        };
+        let reflection = reflection_builder()
             .build_v1()
+            .map_err(|e| ServeError::Reflection(e.to_string()))?;
+        let reflection_v1alpha = reflection_builder()
+            .build_v1alpha()
             .map_err(|e| ServeError::Reflection(e.to_string()))?;
 
         let listener = tokio::net::TcpListener::bind(config.server.grpc_addr)
@@ -273,7 +284,8 @@ impl Server {
             addr: config.server.grpc_addr,
             source,
         })?;
-        let incoming = tokio_stream_incoming(listener);
+        let kill = tokio_util::sync::CancellationToken::new();
+        let incoming = killable_incoming(listener, kill.clone());
 
         let (stop, stopped) = oneshot::channel::<()>();
         let router = tonic::transport::Server::builder()
@@ -283,8 +295,17 @@ impl Server {
             .http2_keepalive_timeout(Some(Duration::from_secs(
                 config.server.keepalive_timeout_seconds.max(1),
             )))
+            // Deliberate bounds: one connection cannot open more calls than this, nor send
+            // more metadata.
+            .max_concurrent_streams(Some(config.server.max_concurrent_streams.max(1)))
+            .http2_max_header_list_size(Some(config.server.max_header_list_bytes.max(1024)))
             .layer(stack)
-            .add_routes(routes.add_service(health).add_service(reflection));
+            .add_routes(
+                routes
+                    .add_service(health)
+                    .add_service(reflection)
+                    .add_service(reflection_v1alpha),
+            );
         let serving = tokio::spawn(async move {
             router
                 .serve_with_incoming_shutdown(incoming, async {
@@ -301,6 +322,8 @@ impl Server {
             reporter,
             names,
             grace: config.server.shutdown_grace(),
+            drain_delay: Duration::from_secs(config.server.shutdown_drain_delay_seconds),
+            kill,
             hooks,
         })
     }
@@ -315,8 +338,13 @@ pub struct Running {
     reporter: HealthReporter,
     names: Vec<String>,
     grace: Duration,
+    drain_delay: Duration,
+    kill: tokio_util::sync::CancellationToken,
     hooks: Vec<Hook>,
 }
+
+/// The longest one shutdown hook (draining NATS, closing the pool, ...) may run.
+pub const SHUTDOWN_HOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for Running {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -338,8 +366,14 @@ impl Running {
         self.metrics_addr
     }
 
-    /// The graceful shutdown: every service NOT_SERVING, no new connections, in-flight calls
-    /// finish within the grace period (then they are cut), then the hooks run.
+    /// The graceful shutdown, each step bounded:
+    ///
+    /// 1. every service NOT_SERVING, and new calls still served for the drain delay
+    ///    (`SHUTDOWN_DRAIN_DELAY_SECONDS`), so load balancers stop routing here first;
+    /// 2. no new connections, and HTTP/2 GOAWAY on the open ones;
+    /// 3. in-flight calls get the grace period (`SHUTDOWN_GRACE_SECONDS`);
+    /// 4. connections still open then are closed, dropping their calls;
+    /// 5. the hooks run in order, each for at most [`SHUTDOWN_HOOK_TIMEOUT`].
     pub async fn shutdown(self) -> Result<(), ServeError> {
         self.reporter
             .set_service_status("", ServingStatus::NotServing)
@@ -348,6 +382,10 @@ impl Running {
             self.reporter
                 .set_service_status(name, ServingStatus::NotServing)
                 .await;
+        }
+        if !self.drain_delay.is_zero() {
+            tracing::info!(delay = ?self.drain_delay, "NOT_SERVING; draining before closing the listener");
+            tokio::time::sleep(self.drain_delay).await;
         }
         let _ = self.stop.send(());
         let mut serving = self.serving;
@@ -358,13 +396,29 @@ impl Running {
                 Ok(())
             }
             Err(_) => {
-                tracing::warn!(grace = ?self.grace, "in-flight calls outlived the grace period; cutting them");
-                serving.abort();
+                tracing::warn!(grace = ?self.grace, "in-flight calls outlived the grace period; closing their connections");
+                self.kill.cancel();
+                // Closed connections end at once; do not wait on one that does not.
+                if tokio::time::timeout(Duration::from_secs(1), &mut serving)
+                    .await
+                    .is_err()
+                {
+                    serving.abort();
+                }
                 Ok(())
             }
         };
-        for hook in self.hooks {
-            hook.await;
+        for (i, hook) in self.hooks.into_iter().enumerate() {
+            if tokio::time::timeout(SHUTDOWN_HOOK_TIMEOUT, hook)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    hook = i,
+                    timeout = ?SHUTDOWN_HOOK_TIMEOUT,
+                    "a shutdown hook did not finish in time; going on without it"
+                );
+            }
         }
         tracing::info!("shut down");
         result
@@ -496,8 +550,13 @@ fn merge_descriptor_sets(sets: &[Vec<u8>]) -> Vec<u8> {
     sets.concat()
 }
 
-fn tokio_stream_incoming(
+/// The listener's connections, each one closable through `kill`.
+fn killable_incoming(
     listener: tokio::net::TcpListener,
-) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+    kill: tokio_util::sync::CancellationToken,
+) -> impl tokio_stream::Stream<Item = Result<connections::Killable, std::io::Error>> {
+    use tokio_stream::StreamExt;
+    tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(move |accepted| accepted.map(|stream| connections::Killable::new(stream, &kill)))
 }

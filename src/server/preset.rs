@@ -1,6 +1,7 @@
 //! The preset stack: the eight layers in the blueprint's order, built from the
 //! configuration, each replaceable or removable.
 
+use super::in_flight::InFlightLimitLayer;
 use super::toggle::toggle;
 use crate::auth::{AuthLayer, JwtVerifier};
 use crate::cache::{MokaStore, ResponseCacheLayer};
@@ -12,7 +13,7 @@ use crate::rate_limit::{KeySource, Quota, RateLimitLayer};
 use crate::timeout::TimeoutLayer;
 use crate::validation::RequestValidationLayer;
 use std::time::Duration;
-use tonic_blueprint_core::{BoxError, MethodPolicy, MethodRegistry};
+use tonic_blueprint_core::{BoxError, ErrorStatus, MethodPolicy, MethodRegistry};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
@@ -23,8 +24,9 @@ pub type BoxedService = BoxCloneSyncService<
     BoxError,
 >;
 
-/// The eight layers, outermost first: RequestLogging, Metrics, PanicRecovery, Timeout, Auth,
-/// RateLimit, RequestValidation, ResponseCache. Set a field to `None` to remove a layer, or
+/// The layers, outermost first: RequestLogging, Metrics, the in-flight limit, PanicRecovery,
+/// Timeout, Auth, RateLimit, RequestValidation, ResponseCache. Errors of inner layers are
+/// answered as gRPC statuses inside Metrics ([`ErrorStatus`]). Set a field to `None` to remove a layer, or
 /// to a layer of your own to replace it.
 ///
 /// The layers nest as plain types (a removed layer costs one branch); only the whole stack is
@@ -36,6 +38,8 @@ pub struct PresetStack {
     pub logging: Option<RequestLoggingLayer>,
     /// The go-grpc-prometheus metric family.
     pub metrics: Option<MetricsLayer>,
+    /// Load shedding past `MAX_IN_FLIGHT` calls in flight.
+    pub in_flight: Option<InFlightLimitLayer>,
     /// Panics become INTERNAL.
     pub panic_recovery: Option<PanicRecoveryLayer>,
     /// Deadlines.
@@ -123,6 +127,9 @@ impl PresetStack {
         Ok(Self {
             logging: Some(RequestLoggingLayer::new().with_registry(registry.clone())),
             metrics: Some(MetricsLayer::new().with_registry(registry.clone())),
+            in_flight: Some(InFlightLimitLayer::new(
+                usize::try_from(config.server.max_in_flight).unwrap_or(usize::MAX),
+            )),
             panic_recovery: Some(PanicRecoveryLayer::new()),
             // Unary and client-streaming calls: REQUEST_TIMEOUT_SECONDS. Server and bidi
             // streams (health's Watch and reflection included): STREAM_TIMEOUT_SECONDS, none
@@ -209,6 +216,10 @@ where
         let service = toggle(self.auth.as_ref(), service);
         let service = toggle(self.timeout.as_ref(), service);
         let service = toggle(self.panic_recovery.as_ref(), service);
+        let service = toggle(self.in_flight.as_ref(), service);
+        // Inside metrics and logging, so they record the status an inner layer's error
+        // becomes (yours too, added with `Server::builder().layer(..)` after the preset).
+        let service = ErrorStatus::new(service);
         let service = toggle(self.metrics.as_ref(), service);
         let service = toggle(self.logging.as_ref(), service);
         BoxCloneSyncService::new(

@@ -57,8 +57,24 @@ impl HandlerCounts {
         self.cancelled()
     }
 
+    /// Waits until at least `n` handlers started, or `limit` passes; returns the count.
+    pub async fn wait_started(&self, n: u64, limit: Duration) -> u64 {
+        let wait = async {
+            loop {
+                let changed = self.changed.notified();
+                if self.started() >= n {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
+        self.started()
+    }
+
     fn start(self: &Arc<Self>) -> CallGuard {
         self.started.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
         CallGuard {
             counts: self.clone(),
             done: false,

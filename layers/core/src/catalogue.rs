@@ -166,11 +166,13 @@ pub enum Text {
     ExpiredCredentials,
     /// PERMISSION_DENIED: the caller may not do this.
     PermissionDenied,
+    /// RESOURCE_EXHAUSTED: the server sheds load.
+    Overloaded,
 }
 
 impl Text {
     /// Every message, for completeness checks.
-    pub const ALL: [Text; 28] = [
+    pub const ALL: [Text; 29] = [
         Text::DeadlineExceeded,
         Text::Internal,
         Text::RateLimited,
@@ -199,6 +201,7 @@ impl Text {
         Text::InvalidCredentials,
         Text::ExpiredCredentials,
         Text::PermissionDenied,
+        Text::Overloaded,
     ];
 
     /// The message in `lang`.
@@ -265,6 +268,8 @@ impl Text {
             (Text::ExpiredCredentials, Es) => "credenciales caducadas",
             (Text::PermissionDenied, En) => "permission denied",
             (Text::PermissionDenied, Es) => "permiso denegado",
+            (Text::Overloaded, En) => "server overloaded, retry later",
+            (Text::Overloaded, Es) => "servidor sobrecargado, reintente más tarde",
         }
     }
 }

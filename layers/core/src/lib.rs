@@ -11,6 +11,7 @@
 //! | [`rejection`] | [`reject`]: trailers-only gRPC error responses (always HTTP 200) with capped message and details |
 //! | [`refusable`] | [`RefusableBody`]: the response body of a layer that may refuse (inner, or empty) |
 //! | [`outcome`] | [`observe`]: a response-body wrapper that reports the final gRPC status exactly once |
+//! | [`error_status`] | [`ErrorStatusLayer`]: errors of inner tower layers (timeout, load shed, your own) answered as gRPC statuses |
 //! | [`deadline`] | the `grpc-timeout` parser and the [`Deadline`] request extension |
 //! | [`frame`] | the bounded reader of a unary request's length-prefixed message frames |
 //! | [`counters`] | [`MethodCounters`]: a layer's shared-family counters, registered once per method, unknown paths folded |
@@ -48,6 +49,7 @@ pub mod catalogue;
 pub mod code;
 pub mod counters;
 pub mod deadline;
+pub mod error_status;
 pub mod events;
 pub mod frame;
 pub mod headers;
@@ -64,6 +66,7 @@ pub use caller::{AuthMethod, INFRASTRUCTURE_SERVICES, Identity, is_infrastructur
 pub use code::code_label;
 pub use counters::MethodCounters;
 pub use deadline::{Deadline, DeadlineSource, encode_grpc_timeout, parse_grpc_timeout};
+pub use error_status::{ErrorStatus, ErrorStatusLayer, status_for_error};
 pub use frame::{CountedBody, FrameError, MessageCounter, UnaryRequest, read_unary_request};
 pub use identity::{RpcIdentity, RpcKind};
 pub use outcome::{ObservedBody, OnOutcome, Outcome, OutcomeSource, observe};

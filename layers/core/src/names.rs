@@ -38,3 +38,5 @@ pub const CACHE_ERRORS: &str = "grpc_server_cache_errors_total";
 pub const AUTH_FAILURES: &str = "grpc_server_auth_failures_total";
 /// The label of [`AUTH_FAILURES`] saying why.
 pub const LABEL_REASON: &str = "reason";
+/// Calls refused at once because too many were in flight (load shedding; counter).
+pub const SHED: &str = "grpc_server_shed_total";

@@ -122,6 +122,11 @@ pub const DESCRIPTIONS: &[(&str, MetricType, &str)] = &[
         MetricType::Counter,
         "RPCs refused by the Auth layer, by reason.",
     ),
+    (
+        shared::SHED,
+        MetricType::Counter,
+        "RPCs refused at once because too many were in flight (load shedding).",
+    ),
 ];
 
 /// The type of a described metric.
