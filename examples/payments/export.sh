@@ -15,6 +15,18 @@ export METRICS_ADDR="127.0.0.1:9090"
 # how long in-flight RPCs may run after SIGTERM or SIGINT
 export SHUTDOWN_GRACE_SECONDS="30"
 
+# how long to keep accepting calls after health turns NOT_SERVING, so load balancers stop routing first (Kubernetes: a few seconds)
+export SHUTDOWN_DRAIN_DELAY_SECONDS="0"
+
+# concurrent calls one HTTP/2 connection may open
+export MAX_CONCURRENT_STREAMS="200"
+
+# calls in flight across all connections before new ones are refused with RESOURCE_EXHAUSTED (health exempt); 0: no limit
+export MAX_IN_FLIGHT="10000"
+
+# the largest request metadata (HTTP/2 header list) accepted
+export MAX_HEADER_LIST_BYTES="16384"
+
 # HTTP/2 keepalive ping interval
 export KEEPALIVE_INTERVAL_SECONDS="30"
 
@@ -29,6 +41,9 @@ export DATABASE_MAX_CONNECTIONS="100"
 
 # redis://...; empty: in-process cache and rate limits
 export REDIS_URL=""
+
+# the longest any one Redis command (cache, invalidation, rate limit) may take; while Redis is unreachable, commands fail at once
+export REDIS_COMMAND_TIMEOUT_MS="100"
 
 # nats://...; empty: no events
 export NATS_URL=""
@@ -60,8 +75,11 @@ export CACHE_TTL_SECONDS="300"
 # the in-process cache's size
 export CACHE_MAX_BYTES="67108864"
 
-# the server's deadline for a call (a shorter client deadline wins)
+# the server's deadline for a unary or client-streaming call (a shorter client deadline wins)
 export REQUEST_TIMEOUT_SECONDS="30"
+
+# the server's deadline for a server- or bidi-streaming call; 0: none, for long-lived streams (a client deadline still applies; HTTP/2 keepalive finds dead peers)
+export STREAM_TIMEOUT_SECONDS="0"
 
 # the largest request message accepted
 export MAX_MESSAGE_BYTES="4194304"
@@ -77,3 +95,14 @@ export LOG_LEVEL="info"
 
 # An optional TOML file with the same settings by section; variables win.
 export CONFIG_FILE=""
+
+# The payments service's own settings (environment variables only).
+
+# WatchPayments streams open on one replica at once; past it RESOURCE_EXHAUSTED
+export MAX_WATCHERS="10000"
+
+# WatchPayments streams one caller may have open on one replica; past it RESOURCE_EXHAUSTED
+export MAX_WATCHERS_PER_USER="16"
+
+# recent payments a replica keeps in memory for its watchers: how far one may fall behind (then RESOURCE_EXHAUSTED, resume with after_sequence) and how far back a resume needs no table read
+export WATCH_HISTORY="4096"

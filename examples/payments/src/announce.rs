@@ -5,6 +5,13 @@
 //! publish failed is announced again by the relay every [`RELAY_EVERY`], with its id as the
 //! `Nats-Msg-Id`, so JetStream stores it once. The event carries the creating call's
 //! `x-request-id` in its headers.
+//!
+//! Every replica listens on the subject to ring its [`Hub`]'s doorbell: an event whose
+//! envelope checks out (the service's subject, a JSON [`PaymentCreated`] whose `Nats-Msg-Id`
+//! is its payment id) makes the replica read the table sooner. What watchers receive is
+//! always read from the table, never taken from an event, so a message published on the
+//! subject by someone else cannot put a payment in a watch; NATS permissions should still
+//! let only the service publish on `payments.>` (see the README).
 
 use crate::SERVICE;
 use crate::hub::Hub;
@@ -13,7 +20,7 @@ use crate::store::{Store, timestamp};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use tonic_blueprint::core::RequestId;
+use tonic_blueprint::core::{Deadline, DeadlineSource, RequestId};
 use tonic_blueprint::events::{
     EventContext, Events, EventsError, NatsConfig, StreamConfig, Subject,
 };
@@ -43,6 +50,10 @@ pub struct PaymentCreated {
     pub status: String,
     /// Milliseconds since the Unix epoch.
     pub created_at_ms: i64,
+    /// The store's sequence ([`Payment::sequence`]): consumers order by it, not by the id
+    /// or the time, which carry the creating replica's clock.
+    #[serde(default)]
+    pub sequence: u64,
 }
 
 impl From<&Payment> for PaymentCreated {
@@ -56,6 +67,7 @@ impl From<&Payment> for PaymentCreated {
             description: p.description.clone(),
             status: p.status().as_str_name().to_owned(),
             created_at_ms: created.seconds * 1000 + i64::from(created.nanos / 1_000_000),
+            sequence: p.sequence,
         }
     }
 }
@@ -71,6 +83,7 @@ impl From<PaymentCreated> for Payment {
             status: PaymentStatus::from_str_name(&e.status).unwrap_or(PaymentStatus::Unspecified)
                 as i32,
             created_at: Some(timestamp(e.created_at_ms)),
+            sequence: e.sequence,
         }
     }
 }
@@ -87,26 +100,45 @@ pub struct Announcer {
     events: Option<Events>,
     jetstream: bool,
     store: Store,
-    hub: Hub,
+}
+
+/// Whether a message on the created subject is one of the service's own events: JSON of a
+/// [`PaymentCreated`] with a sequence, whose `Nats-Msg-Id` (when present) is its payment id.
+pub fn checked_event(
+    message: &tonic_blueprint::events::async_nats::Message,
+) -> Option<PaymentCreated> {
+    if message.subject.as_str() != created_subject().as_str() {
+        return None;
+    }
+    let event: PaymentCreated = serde_json::from_slice(&message.payload).ok()?;
+    let message_id = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(tonic_blueprint::events::headers::MESSAGE_ID));
+    let id_matches = message_id.is_none_or(|id| id.as_str() == event.id);
+    (event.sequence > 0 && id_matches).then_some(event)
 }
 
 impl Announcer {
-    /// Without NATS: no events; watchers are fed in process.
-    pub fn local(store: Store, hub: Hub) -> Self {
+    /// Without NATS: no events; the handlers ring the hub themselves.
+    pub fn local(store: Store) -> Self {
         Self {
             events: None,
             jetstream: false,
             store,
-            hub,
         }
     }
 
     /// Connected to `url` (bounded retries). With JetStream on the server, the `PAYMENTS`
-    /// stream (`payments.>`) is created or updated. Watchers are fed from the subject.
+    /// stream (`payments.>`) is created or updated. Each event from any replica rings
+    /// `hub`'s doorbell.
     pub async fn connect(url: &str, store: Store, hub: Hub) -> Result<Self, EventsError> {
         let config = NatsConfig {
             name: Some(SERVICE.to_owned()),
             jetstream: true,
+            // A late acknowledgement costs a relay round before the event is marked: wait up
+            // to ANNOUNCE_WITHIN for it (a disconnected NATS costs nothing).
+            request_publish_timeout_ms: ANNOUNCE_WITHIN.as_millis() as u64,
             ..NatsConfig::with_url(url)
         };
         let events = Events::connect(&config).await?;
@@ -123,12 +155,16 @@ impl Announcer {
             .subscribe(created_subject().to_string())
             .await
             .map_err(|e| EventsError::Config(format!("cannot subscribe: {e}")))?;
-        let feed = hub.clone();
         tokio::spawn(async move {
             while let Some(message) = subscription.next().await {
-                match serde_json::from_slice::<PaymentCreated>(&message.payload) {
-                    Ok(event) => feed.publish(event.into()),
-                    Err(e) => tracing::warn!(error = %e, "an undecodable payment event"),
+                match checked_event(&message) {
+                    // Only a doorbell: the payment itself is read from the table.
+                    Some(event) if event.sequence > hub.head() => hub.ring(),
+                    Some(_) => {}
+                    None => tracing::debug!(
+                        subject = %message.subject,
+                        "a message on the payments subject that is not the service's event; ignored"
+                    ),
                 }
             }
         });
@@ -136,7 +172,6 @@ impl Announcer {
             events: Some(events),
             jetstream,
             store,
-            hub,
         })
     }
 
@@ -154,13 +189,14 @@ impl Announcer {
     /// the relay.
     pub async fn announce(&self, payment: &Payment, request_id: Option<RequestId>) {
         let Some(events) = &self.events else {
-            self.hub.publish(payment.clone());
             return;
         };
-        let published =
-            tokio::time::timeout(ANNOUNCE_WITHIN, self.publish(events, payment, request_id))
-                .await
-                .unwrap_or_else(|_| Err("no acknowledgement in time".to_owned()));
+        let published = tokio::time::timeout(
+            ANNOUNCE_WITHIN,
+            self.publish(events, payment, request_id, true),
+        )
+        .await
+        .unwrap_or_else(|_| Err("no acknowledgement in time".to_owned()));
         if let Err(e) = published {
             tracing::warn!(payment.id = %payment.id, error = %e, "payment event not published yet; the relay retries");
         }
@@ -171,10 +207,15 @@ impl Announcer {
         events: &Events,
         payment: &Payment,
         request_id: Option<RequestId>,
+        request_path: bool,
     ) -> Result<(), String> {
         let mut ctx = EventContext::new().with_message_id(payment.id.clone());
         if let Some(id) = request_id {
             ctx = ctx.with_request_id(id);
+        }
+        if request_path {
+            // Inside CreatePayment: fail at once while NATS is disconnected, bounded.
+            ctx = ctx.with_deadline(Deadline::after(ANNOUNCE_WITHIN, DeadlineSource::Server));
         }
         let event = PaymentCreated::from(payment);
         let subject = created_subject();
@@ -205,7 +246,7 @@ impl Announcer {
             let request_id = tonic::codegen::http::HeaderValue::from_str(&item.request_id)
                 .ok()
                 .and_then(|v| RequestId::accept(&v));
-            match self.publish(events, &item.payment, request_id).await {
+            match self.publish(events, &item.payment, request_id, false).await {
                 Ok(()) => sent += 1,
                 Err(e) => {
                     tracing::warn!(payment.id = %item.payment.id, error = %e, "relay: still cannot publish");
@@ -244,6 +285,7 @@ mod tests {
             description: "coffee".to_owned(),
             status: PaymentStatus::Accepted as i32,
             created_at: Some(timestamp(1_764_100_000_123)),
+            sequence: 42,
         };
         let event = PaymentCreated::from(&payment);
         assert_eq!(event.created_at_ms, 1_764_100_000_123);

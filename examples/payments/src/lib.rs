@@ -14,12 +14,15 @@
 //! - `payments.payment.created` on NATS for each created payment (JetStream when the server
 //!   has it) through an outbox ([`announce`]): a payment whose event could not be published
 //!   is published again later, never lost;
-//! - `WatchPayments` fed by those events (every replica sees every payment), or in process
-//!   without NATS ([`hub`]).
+//! - `WatchPayments` for as long as the client keeps it open, in the store's sequence (not
+//!   a replica's clock), each payment once, resumable with `after_sequence`, within
+//!   per-caller and per-replica limits ([`hub`], [`config`]); each replica reads the table
+//!   once for all its watchers, woken by those events or by its own creates.
 //!
 //! Run it with `cargo run -p payments-example`; see the README's walk-through.
 
 pub mod announce;
+pub mod config;
 pub mod hub;
 pub mod pb;
 pub mod service;

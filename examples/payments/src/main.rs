@@ -7,10 +7,20 @@
 //! `dev-secret` (the service warns when it runs with it): set your own, or set it empty and
 //! point `AUTH_JWKS_URL` at your identity provider.
 //!
-//! Prints `listening on <addr>` once it serves; SIGTERM or Ctrl-C stops it gracefully.
+//! `WatchPayments` streams have no server deadline (`STREAM_TIMEOUT_SECONDS` sets one) and
+//! are limited by `MAX_WATCHERS`, `MAX_WATCHERS_PER_USER` and `WATCH_HISTORY` (see
+//! [`payments_example::config`]).
+//!
+//! Prints `listening on <addr>` once it serves; SIGTERM or Ctrl-C stops it gracefully: the
+//! watches end first (UNAVAILABLE, with their resume position), then in-flight calls drain.
+//!
+//! For fault tests only, `PAYMENTS_CLOCK_SKEW_MS` (a signed number of milliseconds) shifts
+//! the clock this replica stamps payment ids and times with, to play a replica whose clock
+//! is off.
 
 use payments_example::MIGRATIONS;
 use payments_example::announce::Announcer;
+use payments_example::config::watch_config;
 use payments_example::hub::Hub;
 use payments_example::pb::payment_service_server::PaymentServiceServer;
 use payments_example::pb::{
@@ -22,7 +32,7 @@ use payments_example::store::Store;
 use payments_example::token::DEV_SECRET;
 use std::process::ExitCode;
 use tonic::service::Routes;
-use tonic_blueprint::config::Loader;
+use tonic_blueprint::config::{ConfigError, Loader};
 use tonic_blueprint::db::{Database, DatabaseConfig};
 use tonic_blueprint::server::{Server, init_logging, shutdown_signal};
 
@@ -41,7 +51,24 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let config = payments_example::with_defaults(Loader::from_env()).load()?;
+    // The kit's variables and the service's own, every problem of both reported at once.
+    let (config, watch) = match (
+        payments_example::with_defaults(Loader::from_env()).load(),
+        watch_config(std::env::vars()),
+    ) {
+        (Ok(config), Ok(watch)) => (config, watch),
+        (kit, own) => {
+            let mut problems = kit.err().map(|e| e.problems).unwrap_or_default();
+            problems.extend(own.err().map(|e| e.problems).unwrap_or_default());
+            return Err(ConfigError { problems }.into());
+        }
+    };
+    let clock_skew_ms = match std::env::var("PAYMENTS_CLOCK_SKEW_MS") {
+        Ok(ms) if !ms.trim().is_empty() => ms.trim().parse::<i64>().map_err(|_| {
+            format!("PAYMENTS_CLOCK_SKEW_MS={ms:?}: not a whole number of milliseconds")
+        })?,
+        _ => 0,
+    };
     let _logs = init_logging(&config)?;
     if !config.auth.enabled() {
         return Err(
@@ -64,11 +91,17 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         })
     })
     .await?;
-    let store = Store::new(database.clone());
-    let hub = Hub::new();
+    let store = Store::new(database.clone()).with_clock_skew_ms(clock_skew_ms);
+    if clock_skew_ms != 0 {
+        tracing::warn!(
+            clock_skew_ms,
+            "PAYMENTS_CLOCK_SKEW_MS is set: payment ids and times are stamped with a shifted clock (fault tests only)"
+        );
+    }
+    let hub = Hub::start(store.clone(), watch).await?;
     let announcer = match config.nats.get() {
         Some(url) => Announcer::connect(url, store.clone(), hub.clone()).await?,
-        None => Announcer::local(store.clone(), hub.clone()),
+        None => Announcer::local(store.clone()),
     };
     let relay = announcer.publishes().then(|| announcer.spawn_relay());
 
@@ -88,7 +121,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let routes = Routes::new(PaymentServiceServer::new(Payments::new(
         store,
         announcer.clone(),
-        hub,
+        hub.clone(),
         invalidator,
     )));
     let running = server
@@ -111,6 +144,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         println!("metrics on http://{metrics}/metrics");
     }
     shutdown_signal().await;
+    // Watches have no deadline: end them first (clients resume on another replica), so the
+    // drain waits only for ordinary calls.
+    hub.close();
     running.shutdown().await?;
     Ok(())
 }

@@ -9,6 +9,9 @@
 //!
 //! `CreatePayment` is idempotent with an [`IDEMPOTENCY_KEY`] metadata: one payment per user
 //! and key, whatever the number of retries, concurrent or not (see [`Store::create`]).
+//!
+//! `WatchPayments` streams the caller's payments in the store's sequence, resumable with
+//! `after_sequence`, within the watcher limits (see [`crate::hub`]).
 
 use crate::announce::Announcer;
 use crate::hub::Hub;
@@ -184,6 +187,9 @@ impl PaymentService for Payments {
                 }));
             }
         };
+        // This replica's watchers see it at once; the others through the event (or their
+        // next poll of the table).
+        self.hub.ring();
         // The user's cached pages no longer hold every payment: drop them before answering,
         // so the caller's next ListPayments misses. A cache outage must not fail the call;
         // the entries then expire with their TTL.
@@ -271,11 +277,12 @@ impl PaymentService for Payments {
         request: Request<WatchPaymentsRequest>,
     ) -> Result<Response<Self::WatchPaymentsStream>, Status> {
         let caller = caller(&request)?;
+        let deadline = request_deadline(&request);
         let (metadata, _, body) = request.into_parts();
         own(&caller, &body.user_id, &metadata)?;
-        let user_id = body.user_id;
-        Ok(Response::new(Box::pin(
-            self.hub.watch(user_id, self.store.clone()),
-        )))
+        let watch = self
+            .hub
+            .watch(body.user_id, body.after_sequence, deadline, lang(&metadata))?;
+        Ok(Response::new(Box::pin(watch)))
     }
 }

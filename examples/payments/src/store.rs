@@ -1,10 +1,15 @@
 //! The `pay_payment` table through the kit's database helper: portable SQL (`$1`
 //! placeholders) for PostgreSQL and SQLite, every statement named, timed and bounded by the
 //! caller's deadline.
+//!
+//! Every payment gets a sequence (`seq`, [`Payment::sequence`]) as it is recorded: the
+//! greatest one plus one, under a unique index, so sequences commit in increasing order on
+//! every replica whatever their clocks (see `migrations/0003_pay_payment_sequence.sql`).
+//! `WatchPayments` delivers and resumes in that order.
 
 use crate::pb::{Payment, PaymentStatus};
 use tonic_blueprint::core::Deadline;
-use tonic_blueprint::db::{Database, DbError, Query, Row, table_name};
+use tonic_blueprint::db::{Database, DbError, DbErrorKind, Query, Row, table_name};
 
 /// What a new payment is made of.
 #[derive(Clone, Debug)]
@@ -57,13 +62,18 @@ pub enum Created {
     /// The user's idempotency key was used before for a different request: nothing stored.
     KeyReused,
     /// The row holding the key was gone each time it was read, [`CREATE_ATTEMPTS`] times
-    /// (only concurrent deletes do that): nothing stored, the caller may retry.
+    /// (only concurrent deletes do that), or concurrent inserts took the next sequence
+    /// [`SEQUENCE_ATTEMPTS`] times in a row: nothing stored, the caller may retry.
     Contended,
 }
 
 /// How many times [`Store::create`] tries when the row that held its idempotency key is gone
 /// by the time it reads it (only a concurrent delete does that).
 pub const CREATE_ATTEMPTS: usize = 3;
+
+/// How many times [`Store::create`] tries when a concurrent insert took the sequence it
+/// read (each try waits for that insert to commit, so one of them always goes through).
+pub const SEQUENCE_ATTEMPTS: usize = 32;
 
 /// A payment whose created event is not acknowledged yet.
 #[derive(Clone, Debug)]
@@ -79,15 +89,49 @@ pub struct Unpublished {
 pub struct Store {
     db: Database,
     table: String,
+    clock_skew_ms: i64,
 }
 
-const COLUMNS: &str = "id, user_id, amount_cents, currency, description, status, created_at_ms";
+const COLUMNS: &str =
+    "id, user_id, amount_cents, currency, description, status, created_at_ms, seq";
 
 impl Store {
     /// The store on `db` (migrated with [`crate::MIGRATIONS`]).
     pub fn new(db: Database) -> Self {
         let table = table_name("pay", "payment").unwrap_or_else(|_| "pay_payment".to_owned());
-        Self { db, table }
+        Self {
+            db,
+            table,
+            clock_skew_ms: 0,
+        }
+    }
+
+    /// Shifts this store's clock (payment ids and `created_at`) by `ms` milliseconds: a
+    /// replica whose clock is off, for tests. Sequences do not depend on it.
+    pub fn with_clock_skew_ms(mut self, ms: i64) -> Self {
+        self.clock_skew_ms = ms;
+        self
+    }
+
+    /// Now on this store's clock.
+    fn now(&self) -> std::time::SystemTime {
+        let now = std::time::SystemTime::now();
+        let skew = std::time::Duration::from_millis(self.clock_skew_ms.unsigned_abs());
+        let shifted = if self.clock_skew_ms >= 0 {
+            now.checked_add(skew)
+        } else {
+            now.checked_sub(skew)
+        };
+        shifted.unwrap_or(now)
+    }
+
+    /// A UUID v7 on this store's clock.
+    fn new_id(&self, now: std::time::SystemTime) -> String {
+        let since = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let ts = uuid::Timestamp::from_unix(uuid::NoContext, since.as_secs(), since.subsec_nanos());
+        uuid::Uuid::new_v7(ts).hyphenated().to_string()
     }
 
     /// The database handle.
@@ -95,31 +139,35 @@ impl Store {
         &self.db
     }
 
-    /// Records a new payment, at most one per user and idempotency key. `published`: no
-    /// event is due (events are off), so the relay never announces it.
+    /// Records a new payment, at most one per user and idempotency key, with the next
+    /// sequence. `published`: no event is due (events are off), so the relay never
+    /// announces it.
     ///
     /// With a key, the insert does nothing when the user's key is taken (the unique index
     /// `pay_payment_idempotency` decides, so concurrent calls with one key store one row),
     /// and the row that holds it is read back: [`Created::Replayed`] when its request hash
-    /// matches, else [`Created::KeyReused`].
+    /// matches, else [`Created::KeyReused`]. An insert whose sequence a concurrent insert
+    /// took first (the unique index `pay_payment_seq`) tries again with the next one.
     pub async fn create(
         &self,
         new: NewPayment,
         published: bool,
         deadline: Option<&Deadline>,
     ) -> Result<Created, DbError> {
-        let now = std::time::SystemTime::now()
+        let now = self.now();
+        let since_epoch = now
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let created_at_ms = i64::try_from(now.as_millis()).unwrap_or(i64::MAX);
+        let created_at_ms = i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX);
         let request_hash = new.idempotency_key.as_ref().map(|_| new.request_hash());
-        for _ in 0..CREATE_ATTEMPTS {
-            let id = uuid::Uuid::now_v7().hyphenated().to_string();
+        let (mut key_attempts, mut sequence_attempts) = (0, 0);
+        loop {
+            let id = self.new_id(now);
             let query = Query::new(format!(
-                "INSERT INTO {} ({COLUMNS}, request_id, event_published, idempotency_key, request_hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                 ON CONFLICT (user_id, idempotency_key) DO NOTHING",
-                self.table
+                "INSERT INTO {table} ({COLUMNS}, request_id, event_published, idempotency_key, request_hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT COALESCE(MAX(seq), 0) + 1 FROM {table}), $8, $9, $10, $11) \
+                 ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING seq",
+                table = self.table
             ))
             .bind(id.as_str())
             .bind(new.user_id.as_str())
@@ -132,16 +180,33 @@ impl Store {
             .bind(i64::from(published))
             .bind(new.idempotency_key.as_deref())
             .bind(request_hash.as_deref());
-            let inserted = self.db.execute("insert_payment", deadline, query).await?;
-            // Without a key, NULLs never conflict: the row is in (or the statement failed).
-            let (Some(key), Some(hash)) = (&new.idempotency_key, &request_hash) else {
-                return Ok(Created::New(stored(id, new, created_at_ms)));
+            let inserted = match self
+                .db
+                .fetch_optional("insert_payment", deadline, query)
+                .await
+            {
+                Ok(inserted) => inserted,
+                // Only the sequence can collide here (a taken key does nothing): a concurrent
+                // insert committed it first. The next try reads past it.
+                Err(e) if e.kind() == DbErrorKind::AlreadyExists => {
+                    sequence_attempts += 1;
+                    if sequence_attempts >= SEQUENCE_ATTEMPTS {
+                        return Ok(Created::Contended);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
-            if inserted > 0 {
-                return Ok(Created::New(stored(id, new, created_at_ms)));
+            if let Some(row) = inserted {
+                let seq: i64 = row.try_get("seq")?;
+                return Ok(Created::New(stored(id, new, created_at_ms, seq)));
             }
-            // The key is taken: the conflicting insert committed before ours did nothing
-            // (PostgreSQL waits for it), so this read sees it.
+            // Nothing inserted: only a taken key does that (NULL keys never conflict).
+            let (Some(key), Some(hash)) = (&new.idempotency_key, &request_hash) else {
+                return Ok(Created::Contended);
+            };
+            // The conflicting insert committed before ours did nothing (PostgreSQL waits for
+            // it), so this read sees it.
             let query = Query::new(format!(
                 "SELECT {COLUMNS}, request_hash FROM {} WHERE user_id = $1 AND idempotency_key = $2",
                 self.table
@@ -160,8 +225,11 @@ impl Store {
                     Created::KeyReused
                 });
             }
+            key_attempts += 1;
+            if key_attempts >= CREATE_ATTEMPTS {
+                return Ok(Created::Contended);
+            }
         }
-        Ok(Created::Contended)
     }
 
     /// One payment.
@@ -209,24 +277,59 @@ impl Store {
         rows.iter().map(payment).collect()
     }
 
-    /// Up to `limit` of a user's payments newer than `after` (an id), oldest first: what a
-    /// watcher that fell behind missed.
-    pub async fn newer_than(
+    /// The greatest sequence recorded (0 when there is no payment).
+    pub async fn last_sequence(&self, deadline: Option<&Deadline>) -> Result<u64, DbError> {
+        let query = Query::new(format!(
+            "SELECT COALESCE(MAX(seq), 0) AS seq FROM {}",
+            self.table
+        ));
+        let row = self
+            .db
+            .fetch_one("last_payment_sequence", deadline, query)
+            .await?;
+        Ok(sequence(row.try_get("seq")?))
+    }
+
+    /// Up to `limit` payments of every user with a sequence greater than `after`, in
+    /// sequence order: the one read a replica's watchers share.
+    pub async fn after(
         &self,
-        user_id: &str,
-        after: &str,
+        after: u64,
         limit: i64,
+        deadline: Option<&Deadline>,
     ) -> Result<Vec<Payment>, DbError> {
         let query = Query::new(format!(
-            "SELECT {COLUMNS} FROM {} WHERE user_id = $1 AND id > $2 ORDER BY id ASC LIMIT $3",
+            "SELECT {COLUMNS} FROM {} WHERE seq > $1 ORDER BY seq ASC LIMIT $2",
             self.table
         ))
-        .bind(user_id)
-        .bind(after)
+        .bind(bound(after))
         .bind(limit);
         let rows = self
             .db
-            .fetch_all("payments_newer_than", None, query)
+            .fetch_all("payments_after_sequence", deadline, query)
+            .await?;
+        rows.iter().map(payment).collect()
+    }
+
+    /// Up to `limit` of a user's payments with a sequence greater than `after`, in sequence
+    /// order: what a watcher that resumes from further back than the shared history missed.
+    pub async fn user_after(
+        &self,
+        user_id: &str,
+        after: u64,
+        limit: i64,
+        deadline: Option<&Deadline>,
+    ) -> Result<Vec<Payment>, DbError> {
+        let query = Query::new(format!(
+            "SELECT {COLUMNS} FROM {} WHERE user_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3",
+            self.table
+        ))
+        .bind(user_id)
+        .bind(bound(after))
+        .bind(limit);
+        let rows = self
+            .db
+            .fetch_all("user_payments_after_sequence", deadline, query)
             .await?;
         rows.iter().map(payment).collect()
     }
@@ -267,7 +370,7 @@ impl Store {
 }
 
 /// The payment just stored from `new`.
-fn stored(id: String, new: NewPayment, created_at_ms: i64) -> Payment {
+fn stored(id: String, new: NewPayment, created_at_ms: i64, seq: i64) -> Payment {
     Payment {
         id,
         user_id: new.user_id,
@@ -276,7 +379,18 @@ fn stored(id: String, new: NewPayment, created_at_ms: i64) -> Payment {
         description: new.description,
         status: PaymentStatus::Accepted as i32,
         created_at: Some(timestamp(created_at_ms)),
+        sequence: sequence(seq),
     }
+}
+
+/// A stored sequence (positive) as the API's.
+fn sequence(seq: i64) -> u64 {
+    u64::try_from(seq).unwrap_or(0)
+}
+
+/// An API sequence as a bind value (the API refuses values beyond `i64::MAX`).
+fn bound(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
 fn payment(row: &Row) -> Result<Payment, DbError> {
@@ -289,6 +403,9 @@ fn payment(row: &Row) -> Result<Payment, DbError> {
         description: row.try_get("description")?,
         status: PaymentStatus::from_str_name(&status).unwrap_or(PaymentStatus::Unspecified) as i32,
         created_at: Some(timestamp(row.try_get("created_at_ms")?)),
+        // The migration numbers every earlier row and every insert takes a sequence: NULL
+        // is never read (it would show as 0).
+        sequence: sequence(row.try_get::<Option<i64>>("seq")?.unwrap_or(0)),
     })
 }
 

@@ -193,6 +193,7 @@ async fn every_refusal_has_its_status() {
             .watch_payments(authed(
                 WatchPaymentsRequest {
                     user_id: "alice".to_owned(),
+                    after_sequence: None,
                 },
                 token,
             ))
@@ -264,6 +265,7 @@ async fn every_refusal_has_its_status() {
             .watch_payments(authed(
                 WatchPaymentsRequest {
                     user_id: "alice".to_owned(),
+                    after_sequence: None,
                 },
                 Some(&token("bob")),
             ))

@@ -1,7 +1,8 @@
 //! A client for the payments example: creates a payment (and retries it with the same
 //! idempotency key, which returns the same payment), fetches it twice (the second answer
 //! comes from the cache), lists the user's payments, then watches for new ones while it
-//! creates one more. Prints what it sees.
+//! creates one more, stops watching, creates another and resumes the watch after the last
+//! payment it saw (`after_sequence`), which delivers the one it missed. Prints what it sees.
 //!
 //! `cargo run -p payments-example --bin payments-client -- [http://127.0.0.1:50051] [--user NAME]`
 //!
@@ -193,14 +194,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    let mut watch = client
-        .watch_payments(request(
+    // A watch has no deadline: it stays open as long as the client wants.
+    let watch = |after_sequence: Option<u64>, request_id: &str| {
+        let mut watch = request(
             WatchPaymentsRequest {
                 user_id: user.clone(),
+                after_sequence,
             },
             &token,
-            "client-watch-1",
-        ))
+            request_id,
+        );
+        // No grpc-timeout: the watch runs until the client drops it.
+        watch.metadata_mut().remove("grpc-timeout");
+        watch
+    };
+    let mut watching = client
+        .watch_payments(watch(None, "client-watch-1"))
         .await?
         .into_inner();
     let mut watcher = client.clone();
@@ -217,15 +226,55 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     // The watch is open once its response headers arrived (above); create after it.
     let creating = tokio::spawn(async move { watcher.create_payment(watched).await });
-    let seen = match tokio::time::timeout(Duration::from_secs(10), watch.next()).await {
-        Ok(Some(Ok(payment))) => {
-            println!("watched  {}", show(&payment));
-            Ok(())
-        }
-        Ok(Some(Err(status))) => Err(format!("the watch ended: {status}")),
-        Ok(None) => Err("the watch ended".to_owned()),
-        Err(_) => Err("no payment seen within 10 s".to_owned()),
-    };
+    let seen = next_watched(&mut watching).await?;
+    println!("watched  {} (sequence {})", show(&seen), seen.sequence);
     creating.await??;
-    Ok(seen?)
+    drop(watching);
+
+    // Not watching: this one is missed, until the watch resumes after the last one seen.
+    let missed = client
+        .create_payment(create(
+            CreatePaymentRequest {
+                user_id: user.clone(),
+                amount_cents: 150,
+                currency: "EUR".to_owned(),
+                description: "while away".to_owned(),
+            },
+            &token,
+            "client-create-3",
+            &uuid::Uuid::now_v7().simple().to_string(),
+        ))
+        .await?
+        .into_inner();
+    let mut resumed = client
+        .watch_payments(watch(Some(seen.sequence), "client-watch-2"))
+        .await?
+        .into_inner();
+    let caught_up = next_watched(&mut resumed).await?;
+    if caught_up.id != missed.id {
+        return Err(format!(
+            "the resumed watch delivered {} first, not the missed {}",
+            caught_up.id, missed.id
+        )
+        .into());
+    }
+    println!(
+        "resumed  {} (sequence {}, after_sequence {})",
+        show(&caught_up),
+        caught_up.sequence,
+        seen.sequence
+    );
+    Ok(())
+}
+
+/// The watch's next payment within 10 s.
+async fn next_watched(
+    watch: &mut tonic::Streaming<Payment>,
+) -> Result<Payment, Box<dyn std::error::Error>> {
+    match tokio::time::timeout(Duration::from_secs(10), watch.next()).await {
+        Ok(Some(Ok(payment))) => Ok(payment),
+        Ok(Some(Err(status))) => Err(format!("the watch ended: {status}").into()),
+        Ok(None) => Err("the watch ended".into()),
+        Err(_) => Err("no payment seen within 10 s".into()),
+    }
 }
