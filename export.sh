@@ -15,6 +15,18 @@ export METRICS_ADDR="127.0.0.1:9090"
 # how long in-flight RPCs may run after SIGTERM or SIGINT
 export SHUTDOWN_GRACE_SECONDS="30"
 
+# how long to keep accepting calls after health turns NOT_SERVING, so load balancers stop routing first (Kubernetes: a few seconds)
+export SHUTDOWN_DRAIN_DELAY_SECONDS="0"
+
+# concurrent calls one HTTP/2 connection may open
+export MAX_CONCURRENT_STREAMS="200"
+
+# calls in flight across all connections before new ones are refused with RESOURCE_EXHAUSTED (health exempt); 0: no limit
+export MAX_IN_FLIGHT="10000"
+
+# the largest request metadata (HTTP/2 header list) accepted
+export MAX_HEADER_LIST_BYTES="16384"
+
 # HTTP/2 keepalive ping interval
 export KEEPALIVE_INTERVAL_SECONDS="30"
 
@@ -29,6 +41,9 @@ export DATABASE_MAX_CONNECTIONS="100"
 
 # redis://...; empty: in-process cache and rate limits
 export REDIS_URL=""
+
+# the longest any one Redis command (cache, invalidation, rate limit) may take; while Redis is unreachable, commands fail at once
+export REDIS_COMMAND_TIMEOUT_MS="100"
 
 # nats://...; empty: no events
 export NATS_URL=""

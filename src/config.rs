@@ -160,6 +160,13 @@ pub const VARIABLES: &[Variable] = &[
         help: "redis://...; empty: in-process cache and rate limits",
     },
     Variable {
+        name: "REDIS_COMMAND_TIMEOUT_MS",
+        key: "redis.command_timeout_ms",
+        kind: Kind::Count,
+        default: "100",
+        help: "the longest any one Redis command (cache, invalidation, rate limit) may take; while Redis is unreachable, commands fail at once",
+    },
+    Variable {
         name: "NATS_URL",
         key: "nats.url",
         kind: Kind::Url(&["nats", "tls"]),
@@ -289,7 +296,7 @@ pub struct BlueprintConfig {
     /// `[database]`.
     pub database: DatabaseSection,
     /// `[redis]`.
-    pub redis: UrlSection,
+    pub redis: RedisSection,
     /// `[nats]`.
     pub nats: UrlSection,
     /// `[rate_limit]`.
@@ -322,13 +329,6 @@ pub struct ServerSection {
     pub grpc_addr: SocketAddr,
     /// `SHUTDOWN_GRACE_SECONDS`.
     pub shutdown_grace_seconds: u64,
-    /// `KEEPALIVE_INTERVAL_SECONDS`.
-    pub keepalive_interval_seconds: u64,
-    /// `KEEPALIVE_TIMEOUT_SECONDS`.
-    pub keepalive_timeout_seconds: u64,
-}
-
-impl ServerSection {
     /// `SHUTDOWN_DRAIN_DELAY_SECONDS`.
     pub shutdown_drain_delay_seconds: u64,
     /// `MAX_CONCURRENT_STREAMS`.
@@ -337,6 +337,13 @@ impl ServerSection {
     pub max_in_flight: u32,
     /// `MAX_HEADER_LIST_BYTES`.
     pub max_header_list_bytes: u32,
+    /// `KEEPALIVE_INTERVAL_SECONDS`.
+    pub keepalive_interval_seconds: u64,
+    /// `KEEPALIVE_TIMEOUT_SECONDS`.
+    pub keepalive_timeout_seconds: u64,
+}
+
+impl ServerSection {
     /// The grace period for in-flight calls at shutdown.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_seconds)
@@ -368,7 +375,7 @@ pub struct DatabaseSection {
     pub max_connections: u32,
 }
 
-/// A section holding one optional URL (`[redis]`, `[nats]`).
+/// A section holding one optional URL (`[nats]`).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[non_exhaustive]
 pub struct UrlSection {
@@ -380,6 +387,28 @@ impl UrlSection {
     /// The URL, if set.
     pub fn get(&self) -> Option<&str> {
         Some(self.url.trim()).filter(|u| !u.is_empty())
+    }
+}
+
+/// `[redis]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[non_exhaustive]
+pub struct RedisSection {
+    /// `REDIS_URL`; empty when unset.
+    pub url: String,
+    /// `REDIS_COMMAND_TIMEOUT_MS`.
+    pub command_timeout_ms: u32,
+}
+
+impl RedisSection {
+    /// The URL, if set.
+    pub fn get(&self) -> Option<&str> {
+        Some(self.url.trim()).filter(|u| !u.is_empty())
+    }
+
+    /// The longest one command may take (at least 1 ms).
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_millis(u64::from(self.command_timeout_ms.max(1)))
     }
 }
 

@@ -50,6 +50,11 @@ pub struct NatsConfig {
     /// The wait after the first failed JetStream publish, doubled after each
     /// (default 100 ms).
     pub publish_backoff_ms: u64,
+    /// The longest a publish made on the request path may take, its retries included: one
+    /// whose [`EventContext`](super::EventContext) carries the call's deadline (default
+    /// 100 ms, and never past that deadline). Such a publish also fails at once while the
+    /// connection is down.
+    pub request_publish_timeout_ms: u64,
     /// The streams [`Events::connect`](super::Events::connect) creates or updates.
     pub streams: Vec<StreamConfig>,
     /// The defaults of every consumer.
@@ -72,6 +77,7 @@ impl Default for NatsConfig {
             publish_timeout_ms: 5_000,
             publish_attempts: 3,
             publish_backoff_ms: 100,
+            request_publish_timeout_ms: 100,
             streams: Vec::new(),
             consumer: ConsumerOptions::default(),
             drain_timeout_ms: 10_000,
@@ -111,6 +117,10 @@ impl fmt::Debug for NatsConfig {
             .field("publish_timeout_ms", &self.publish_timeout_ms)
             .field("publish_attempts", &self.publish_attempts)
             .field("publish_backoff_ms", &self.publish_backoff_ms)
+            .field(
+                "request_publish_timeout_ms",
+                &self.request_publish_timeout_ms,
+            )
             .field("streams", &self.streams)
             .field("consumer", &self.consumer)
             .field("drain_timeout_ms", &self.drain_timeout_ms)

@@ -1,6 +1,6 @@
 //! What an event carries from the RPC that caused it: the request id, and the message id.
 
-use crate::core::RequestId;
+use crate::core::{Deadline, RequestId};
 
 /// The headers the events helper writes and reads.
 pub mod headers {
@@ -41,6 +41,7 @@ pub mod headers {
 pub struct EventContext {
     request_id: Option<RequestId>,
     message_id: Option<String>,
+    deadline: Option<Deadline>,
 }
 
 impl EventContext {
@@ -50,10 +51,15 @@ impl EventContext {
     }
 
     /// The request id stored in these extensions (by the RequestLogging layer), if any.
+    ///
+    /// With the call's [`Deadline`] (put there by the Timeout layer), a publish is on the
+    /// request path: bounded by `request_publish_timeout_ms` and the deadline, and failing at
+    /// once while disconnected.
     pub fn from_extensions(extensions: &tonic::Extensions) -> Self {
         Self {
             request_id: extensions.get::<RequestId>().cloned(),
             message_id: None,
+            deadline: extensions.get::<Deadline>().copied(),
         }
     }
 
@@ -71,6 +77,21 @@ impl EventContext {
     pub fn with_request_id(mut self, request_id: RequestId) -> Self {
         self.request_id = Some(request_id);
         self
+    }
+
+    /// On the request path of a call that must answer by `deadline`: the publish (retries
+    /// included) ends by `request_publish_timeout_ms` and before the deadline, leaving a
+    /// tenth of what remains for the handler to answer, and fails at once while the
+    /// connection is down. A publish that must not be lost then needs an outbox that
+    /// publishes it again later.
+    pub fn with_deadline(mut self, deadline: Deadline) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The call's deadline, when the publish is on the request path.
+    pub fn deadline(&self) -> Option<&Deadline> {
+        self.deadline.as_ref()
     }
 
     /// With this message id (`Nats-Msg-Id`) instead of a new one: a publish retried with

@@ -7,10 +7,13 @@ use super::counters::{PUBLISHED, count};
 use super::error::EventsError;
 use super::subject::Subject;
 use async_nats::HeaderMap;
+use async_nats::connection::State;
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::publish::PublishAck;
 use bytes::Bytes;
 use serde::Serialize;
+use std::future::Future;
+use std::time::Duration;
 
 /// The longest dead-letter error text kept in [`headers::DEAD_LETTER_ERROR`].
 const MAX_ERROR_HEADER: usize = 512;
@@ -37,6 +40,11 @@ impl Events {
     ///
     /// Headers: `x-request-id` (when `ctx` has one), `Content-Type: application/json`,
     /// `Nats-Msg-Id`.
+    ///
+    /// On the request path (a context with the call's deadline, such as
+    /// [`EventContext::from_request`] gives behind the Timeout layer) it fails at once while
+    /// disconnected and ends within `request_publish_timeout_ms` (default 100 ms), never past
+    /// the deadline.
     pub async fn publish<T: Serialize + ?Sized>(
         &self,
         subject: &Subject,
@@ -49,11 +57,11 @@ impl Events {
             .inner
             .client
             .publish_with_headers(subject.to_string(), headers, payload);
-        self.flushed(sent, |reason| EventsError::Publish {
+        let flushed = self.flushed(sent, |reason| EventsError::Publish {
             subject: subject.to_string(),
             reason,
-        })
-        .await?;
+        });
+        self.bounded(subject, ctx, flushed).await?;
         count(PUBLISHED, subject.as_str());
         tracing::debug!(
             nats.subject = %subject,
@@ -75,6 +83,11 @@ impl Events {
     /// An unacknowledged publish is retried (`publish_attempts`, `publish_backoff_ms`) with
     /// the same `Nats-Msg-Id`, so the stream stores it once. Give the context a message id
     /// ([`EventContext::with_message_id`]) to keep that guarantee across your own retries.
+    ///
+    /// On the request path (a context with the call's deadline) the whole, retries included,
+    /// fails at once while disconnected and ends within `request_publish_timeout_ms`
+    /// (default 100 ms), never past the deadline: an event that must not be lost needs an
+    /// outbox that publishes it again.
     pub async fn publish_jetstream<T: Serialize + ?Sized>(
         &self,
         subject: &Subject,
@@ -84,13 +97,15 @@ impl Events {
         self.jetstream_context()?;
         let payload = encode(subject, event)?;
         let (headers, message_id) = self.headers(ctx);
-        let ack = self
-            .jetstream_publish(subject.as_str(), headers, payload, true)
-            .await
-            .map_err(|(_, reason)| EventsError::Publish {
-                subject: subject.to_string(),
-                reason,
-            })?;
+        let published = async {
+            self.jetstream_publish(subject.as_str(), headers, payload, true)
+                .await
+                .map_err(|(_, reason)| EventsError::Publish {
+                    subject: subject.to_string(),
+                    reason,
+                })
+        };
+        let ack = self.bounded(subject, ctx, published).await?;
         count(PUBLISHED, subject.as_str());
         tracing::debug!(
             nats.subject = %subject,
@@ -107,6 +122,33 @@ impl Events {
             sequence: Some(ack.sequence),
             duplicate: ack.duplicate,
         })
+    }
+
+    /// Runs a publish. On the request path (a context with the call's deadline) it fails at
+    /// once while the connection is down, and ends within `request_publish_timeout_ms` and
+    /// before nine tenths of what is left of the deadline.
+    async fn bounded<T>(
+        &self,
+        subject: &Subject,
+        ctx: &EventContext,
+        publish: impl Future<Output = Result<T, EventsError>>,
+    ) -> Result<T, EventsError> {
+        let Some(deadline) = ctx.deadline() else {
+            return publish.await;
+        };
+        let failed = |reason: String| EventsError::Publish {
+            subject: subject.to_string(),
+            reason,
+        };
+        if self.inner.client.connection_state() != State::Connected {
+            return Err(failed("not connected to NATS".to_owned()));
+        }
+        let left = deadline.remaining();
+        let limit = Duration::from_millis(self.inner.config.request_publish_timeout_ms)
+            .min(left - left / 10);
+        tokio::time::timeout(limit, publish)
+            .await
+            .unwrap_or_else(|_| Err(failed(format!("no acknowledgement within {limit:?}"))))
     }
 
     /// A new unique id (a NUID).

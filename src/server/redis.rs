@@ -7,13 +7,31 @@ use crate::cache::{MokaStore, RedisStore, TwoTierStore};
 use crate::config::BlueprintConfig;
 use crate::rate_limit::redis::RedisBackend;
 use fred::prelude::*;
+use fred::types::config::UnresponsiveConfig;
 use std::time::Duration;
 
 /// Local copies of shared cache entries live at most this long on a replica: the bound on
 /// how stale a replica can be without a NATS broadcast.
 pub const LOCAL_TIER_TTL: Duration = Duration::from_secs(5);
 
+/// Commands waiting to be written to Redis, at most: past it, a command fails at once
+/// (backpressure) instead of queueing behind a Redis that stopped answering.
+const MAX_QUEUED_COMMANDS: usize = 4096;
+
+/// A connection with commands unanswered this long is closed and opened again; commands fail
+/// at once while it is down.
+const UNRESPONSIVE_AFTER: Duration = Duration::from_secs(2);
+
+/// The cache lookup's and the rate-limit check's own bound (tighter than a command's).
+const CHECK_TIMEOUT: Duration = Duration::from_millis(50);
+
 /// Connects to `url`, trying `attempts` times with exponential backoff from 200 ms.
+///
+/// The client never lets a sick Redis stall a call: every command has a deadline
+/// ([`DEFAULT_COMMAND_TIMEOUT`](crate::cache::DEFAULT_COMMAND_TIMEOUT), 100 ms, until
+/// `REDIS_COMMAND_TIMEOUT_MS` sets another), at most 4,096 commands wait to be
+/// written, and a connection that stops answering is dropped and dialled again (2 s dial and
+/// handshake limits) while the kit's commands fail at once.
 pub async fn connect_redis(url: &str, attempts: u32) -> Result<Client, ServeError> {
     let target = redact(url);
     let config = Config::from_url(url).map_err(|e| ServeError::Dependency {
@@ -26,7 +44,18 @@ pub async fn connect_redis(url: &str, attempts: u32) -> Result<Client, ServeErro
     let mut last = String::new();
     for attempt in 1..=attempts.max(1) {
         let client = Builder::from_config(config.clone())
-            .with_connection_config(|c| c.connection_timeout = Duration::from_secs(2))
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(2);
+                c.internal_command_timeout = Duration::from_secs(2);
+                c.max_command_buffer_len = MAX_QUEUED_COMMANDS;
+                c.unresponsive = UnresponsiveConfig {
+                    max_timeout: Some(UNRESPONSIVE_AFTER),
+                    interval: UNRESPONSIVE_AFTER / 4,
+                };
+            })
+            .with_performance_config(|p| {
+                p.default_command_timeout = crate::cache::DEFAULT_COMMAND_TIMEOUT;
+            })
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
             .build()
             .map_err(|e| ServeError::Dependency {
@@ -63,17 +92,31 @@ pub(super) async fn on_redis(
     client: Client,
 ) -> Result<PresetStack, ServeError> {
     let service = &config.service.name;
+    let command_timeout = config.redis.command_timeout();
+    client.update_perf_config(PerformanceConfig {
+        default_command_timeout: command_timeout,
+        ..client.perf_config()
+    });
+    let check_timeout = CHECK_TIMEOUT.min(command_timeout);
     if let Some(cache) = stack.cache.take() {
         let store = TwoTierStore::new(
             MokaStore::new(config.cache.max_bytes),
-            RedisStore::new(client.clone(), format!("{service}:cache:")),
+            RedisStore::new(client.clone(), format!("{service}:cache:"))
+                .command_timeout(command_timeout),
             LOCAL_TIER_TTL,
         );
-        stack.cache = Some(cache.store(broadcast(store, config).await?));
+        stack.cache = Some(
+            cache
+                .store(broadcast(store, config).await?)
+                .lookup_timeout(check_timeout)
+                .invalidation_timeout(command_timeout),
+        );
     }
-    stack.rate_limit = stack
-        .rate_limit
-        .map(|limit| limit.redis(RedisBackend::new(client, format!("{service}:ratelimit:"))));
+    stack.rate_limit = stack.rate_limit.map(|limit| {
+        limit.redis(
+            RedisBackend::new(client, format!("{service}:ratelimit:")).timeout(check_timeout),
+        )
+    });
     Ok(stack)
 }
 
