@@ -380,8 +380,8 @@ async fn closed_port_fails_after_bounded_retries_naming_host_and_port_not_passwo
     let started = Instant::now();
     let err = Database::connect(&config).await.unwrap_err();
     let took = started.elapsed();
-    // Three attempts with 20 ms then 40 ms between them; refused connections fail at once.
-    assert!(took >= Duration::from_millis(60), "{took:?}");
+    // Three attempts with up to 20 ms then up to 40 ms between them (full jitter); refused
+    // connections fail at once.
     assert!(took < Duration::from_secs(3), "{took:?}");
 
     let text = err.to_string();

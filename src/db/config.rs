@@ -46,8 +46,9 @@ pub struct DatabaseConfig {
     /// Connect attempts before [`Database::connect`](super::Database::connect) gives up.
     /// Default 5.
     pub connect_attempts: u32,
-    /// The wait after the first failed connect attempt, in milliseconds; doubled after each
-    /// further failure, at most 10 s. Default 200.
+    /// The backoff after the first failed connect attempt, in milliseconds; doubled after each
+    /// further failure, at most 10 s; each wait is drawn between zero and it (full jitter).
+    /// Default 200.
     pub connect_backoff_ms: u64,
     /// Statements slower than this are logged at warn level with `db.slow = true`, in
     /// milliseconds; 0 turns the warning off. Default 200.
@@ -97,6 +98,15 @@ impl DatabaseConfig {
         self.connect_backoff()
             .saturating_mul(factor)
             .min(MAX_CONNECT_BACKOFF)
+    }
+
+    /// The wait actually used after failed attempt `attempt`: drawn uniformly between zero
+    /// and [`backoff_after`](Self::backoff_after) (full jitter), so replicas that started
+    /// together do not all retry at the same instant.
+    pub fn jittered_backoff_after(&self, attempt: u32) -> Duration {
+        let backoff = self.backoff_after(attempt);
+        let nanos = u64::try_from(backoff.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(fastrand::u64(0..=nanos))
     }
 
     /// [`slow_query_threshold_ms`](Self::slow_query_threshold_ms) as a duration; `None` when 0.
@@ -231,6 +241,14 @@ mod tests {
         assert_eq!(config.backoff_after(2), Duration::from_millis(400));
         assert_eq!(config.backoff_after(4), Duration::from_millis(1600));
         assert_eq!(config.backoff_after(40), MAX_CONNECT_BACKOFF);
+        for attempt in [1, 3, 40] {
+            let waits: Vec<Duration> = (0..500)
+                .map(|_| config.jittered_backoff_after(attempt))
+                .collect();
+            assert!(waits.iter().all(|w| *w <= config.backoff_after(attempt)));
+            let distinct: std::collections::BTreeSet<_> = waits.iter().collect();
+            assert!(distinct.len() > 50, "attempt {attempt}: {distinct:?}");
+        }
     }
 
     #[test]

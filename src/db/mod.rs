@@ -6,7 +6,7 @@
 //!
 //! | piece | what it gives |
 //! |---|---|
-//! | [`Database::connect`] | bounded connect retries with exponential backoff, one clear error naming the database (never the password); SQLite files (and their folder) created when missing; the configured migrations applied |
+//! | [`Database::connect`] | bounded connect retries with exponential backoff (full jitter), one clear error naming the database (never the password); SQLite files (and their folder) created when missing; the configured migrations applied |
 //! | [`Database::migrate`] | the `<version>_<description>.sql` files of a folder applied once ([`sqlx::migrate::Migrator`]); applying again is a no-op |
 //! | [`Database::execute`], [`fetch_all`](Database::fetch_all), [`fetch_one`](Database::fetch_one), [`fetch_optional`](Database::fetch_optional) | a portable [`Query`] (`$1`, `$2` placeholders on both backends) timed, logged through [`events::db_query`](crate::core::events::db_query), counted, and bounded by the RPC's [`Deadline`](crate::core::Deadline) |
 //! | [`Database::observe`] | the same timing, logging, counting and deadline for any sqlx future (transactions, backend-specific types) |

@@ -52,7 +52,7 @@ enum Target {
 }
 
 impl Database {
-    /// Connects, retrying with exponential backoff, then applies
+    /// Connects, retrying with exponential backoff (full jitter), then applies
     /// [`DatabaseConfig::migrations`] when set.
     ///
     /// Each attempt opens one connection (bounded by
@@ -81,7 +81,7 @@ impl Database {
                     });
                 }
                 Err(error) => {
-                    let wait = config.backoff_after(attempt);
+                    let wait = config.jittered_backoff_after(attempt);
                     tracing::warn!(
                         db.target = %description,
                         attempt,
