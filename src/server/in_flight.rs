@@ -17,7 +17,8 @@ use tonic_blueprint_core::catalogue::{Lang, Text};
 use tonic_blueprint_core::{RefusableBody, RpcIdentity, is_infrastructure, names, reject};
 use tower::{Layer, Service};
 
-/// Sheds calls past `max` in flight; see the [module docs](self).
+/// Sheds calls past `max` in flight: refused at once with RESOURCE_EXHAUSTED, counted in
+/// `grpc_server_shed_total`; health and reflection are never shed.
 #[derive(Clone, Debug)]
 pub struct InFlightLimitLayer {
     max: usize,

@@ -253,9 +253,27 @@ impl Body for ReplayBody {
     }
 }
 
+/// What a [`CountedBody`] reports: the messages it passes on and, once, that the request
+/// stream failed. Implemented for every `FnMut(u64)` (messages only).
+pub trait RequestEvents {
+    /// `count` more complete messages arrived.
+    fn messages(&mut self, count: u64);
+
+    /// The request stream failed: the client reset it or its connection went away, so the
+    /// call is the client's `Canceled` whatever the handler answers. Does nothing unless
+    /// overridden.
+    fn failed(&mut self) {}
+}
+
+impl<F: FnMut(u64)> RequestEvents for F {
+    fn messages(&mut self, count: u64) {
+        self(count)
+    }
+}
+
 pin_project_lite::pin_project! {
     /// A request body that reports each complete message it passes on (for received-message
-    /// counts), without buffering.
+    /// counts), without buffering, and a failure of the request stream.
     pub struct CountedBody<B, F> {
         #[pin]
         inner: B,
@@ -264,8 +282,8 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<B, F: FnMut(u64)> CountedBody<B, F> {
-    /// Wraps `inner`; `on_messages` is called with the number of messages each chunk completed.
+impl<B, F: RequestEvents> CountedBody<B, F> {
+    /// Wraps `inner`; `on_messages` is told the number of messages each chunk completed.
     pub fn new(inner: B, on_messages: F) -> Self {
         Self {
             inner,
@@ -286,7 +304,7 @@ impl<B, F> fmt::Debug for CountedBody<B, F> {
 impl<B, F> Body for CountedBody<B, F>
 where
     B: Body<Data = Bytes>,
-    F: FnMut(u64),
+    F: RequestEvents,
 {
     type Data = Bytes;
     type Error = B::Error;
@@ -297,13 +315,17 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
         let frame = std::task::ready!(this.inner.poll_frame(cx));
-        if let Some(Ok(frame)) = &frame
-            && let Some(data) = frame.data_ref()
-        {
-            let completed = this.counter.feed(data);
-            if completed > 0 {
-                (this.on_messages)(completed);
+        match &frame {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    let completed = this.counter.feed(data);
+                    if completed > 0 {
+                        this.on_messages.messages(completed);
+                    }
+                }
             }
+            Some(Err(_)) => this.on_messages.failed(),
+            None => {}
         }
         Poll::Ready(frame)
     }

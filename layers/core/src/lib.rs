@@ -67,7 +67,9 @@ pub use code::code_label;
 pub use counters::MethodCounters;
 pub use deadline::{Deadline, DeadlineSource, encode_grpc_timeout, parse_grpc_timeout};
 pub use error_status::{ErrorStatus, ErrorStatusLayer, status_for_error};
-pub use frame::{CountedBody, FrameError, MessageCounter, UnaryRequest, read_unary_request};
+pub use frame::{
+    CountedBody, FrameError, MessageCounter, RequestEvents, UnaryRequest, read_unary_request,
+};
 pub use identity::{RpcIdentity, RpcKind};
 pub use outcome::{ObservedBody, OnOutcome, Outcome, OutcomeSource, observe};
 pub use policy::{MethodPolicy, PolicyKey};

@@ -23,6 +23,23 @@ pub struct LogRecord {
     pub(crate) done: bool,
 }
 
+/// The bit of [`LogRecord::received`] that says the request stream failed.
+const REQUEST_FAILED: u64 = 1 << 63;
+
+/// The request side of a call: counts the messages received into the record's counter, and
+/// marks it when the request stream fails (the client reset it or went away).
+pub(crate) struct Received(pub(crate) Arc<AtomicU64>);
+
+impl tonic_blueprint_core::RequestEvents for Received {
+    fn messages(&mut self, count: u64) {
+        self.0.fetch_add(count, Ordering::Relaxed);
+    }
+
+    fn failed(&mut self) {
+        self.0.fetch_or(REQUEST_FAILED, Ordering::Relaxed);
+    }
+}
+
 impl LogRecord {
     pub(crate) fn finish(mut self, code: Code, messages_sent: u64) {
         self.log(code, messages_sent);
@@ -32,6 +49,14 @@ impl LogRecord {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
+        let received = self.received.load(Ordering::Relaxed);
+        // A call whose request stream failed ended because the client went away, whatever
+        // the handler made of the broken stream: `Canceled`, never `Unknown` at error.
+        let code = if received & REQUEST_FAILED != 0 {
+            Code::Cancelled
+        } else {
+            code
+        };
         let level = self.levels.level(code);
         let _entered = self.span.enter();
         let mut buffer = [0u8; PEER_TEXT_MAX];
@@ -44,7 +69,7 @@ impl LogRecord {
                 method_type: self.kind.as_str(),
                 code: code_label(code),
                 duration: self.started.elapsed(),
-                messages_received: self.received.load(Ordering::Relaxed),
+                messages_received: received & !REQUEST_FAILED,
                 messages_sent,
                 peer,
                 request_id: Some(self.request_id.as_str()),

@@ -6,7 +6,7 @@ use crate::record::LogRecord;
 use crate::redact::Redacted;
 use bytes::Bytes;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 use tonic_blueprint_core::deadline::client_timeout;
@@ -133,12 +133,8 @@ where
         }
 
         let received = Arc::new(AtomicU64::new(0));
-        let counter = received.clone();
-        let request = request.map(|body| {
-            tonic::body::Body::new(CountedBody::new(body, move |n| {
-                counter.fetch_add(n, Ordering::Relaxed);
-            }))
-        });
+        let counter = crate::record::Received(received.clone());
+        let request = request.map(|body| tonic::body::Body::new(CountedBody::new(body, counter)));
         let record = LogRecord {
             span: span.clone(),
             levels: self.config.levels(is_infrastructure(id.service())),

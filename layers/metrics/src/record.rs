@@ -2,6 +2,7 @@
 
 use crate::table::MethodMetrics;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tonic::Code;
 use tonic_blueprint_core::{OnOutcome, Outcome};
@@ -11,6 +12,25 @@ use tonic_blueprint_core::{OnOutcome, Outcome};
 pub struct CallRecord {
     metrics: Option<Arc<MethodMetrics>>,
     started: Instant,
+    /// Set when the request stream fails: the client reset it or went away.
+    request_failed: Arc<AtomicBool>,
+}
+
+/// The request side of a call: counts the messages received, and marks the call when the
+/// request stream fails.
+pub(crate) struct RequestSide {
+    pub(crate) received: metrics::Counter,
+    pub(crate) failed: Arc<AtomicBool>,
+}
+
+impl tonic_blueprint_core::RequestEvents for RequestSide {
+    fn messages(&mut self, count: u64) {
+        self.received.increment(count);
+    }
+
+    fn failed(&mut self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
 }
 
 impl CallRecord {
@@ -20,7 +40,12 @@ impl CallRecord {
         Self {
             metrics: Some(metrics),
             started: Instant::now(),
+            request_failed: Arc::default(),
         }
+    }
+
+    pub(crate) fn request_failed(&self) -> Arc<AtomicBool> {
+        self.request_failed.clone()
     }
 
     pub(crate) fn finish(mut self, code: Code) {
@@ -28,6 +53,13 @@ impl CallRecord {
     }
 
     fn end(&mut self, code: Code) {
+        // A call whose request stream failed ended because the client went away, whatever
+        // the handler made of the broken stream.
+        let code = if self.request_failed.load(Ordering::Relaxed) {
+            Code::Cancelled
+        } else {
+            code
+        };
         if let Some(m) = self.metrics.take() {
             m.handled(code).increment(1);
             m.handling.record(self.started.elapsed().as_secs_f64());

@@ -69,9 +69,12 @@ where
         }
         let received = metrics.msg_received.clone();
         let record = CallRecord::start(metrics);
-        let request = request.map(|body| {
-            tonic::body::Body::new(CountedBody::new(body, move |n| received.increment(n)))
-        });
+        let request_side = crate::record::RequestSide {
+            received,
+            failed: record.request_failed(),
+        };
+        let request =
+            request.map(|body| tonic::body::Body::new(CountedBody::new(body, request_side)));
         ResponseFuture::new(record, self.inner.call(request))
     }
 }
