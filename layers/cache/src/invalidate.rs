@@ -23,6 +23,9 @@ use tonic_blueprint_core::{Deadline, RpcIdentity};
 pub const TAGS_HEADER: &str = "x-cache-tags";
 /// [`TAGS_HEADER`] as a header name: looked up without parsing the name each time.
 const TAGS: http::HeaderName = http::HeaderName::from_static(TAGS_HEADER);
+/// The label naming the operation on the invalidator's failures counted in
+/// `grpc_server_cache_errors_total` (`invalidate_tag`, `invalidate_request`).
+pub const LABEL_OPERATION: &str = "cache_operation";
 /// Tags an entry may carry; a response with more is served but not stored.
 pub const MAX_TAGS_PER_ENTRY: usize = 16;
 
@@ -149,19 +152,32 @@ impl CacheInvalidator {
         }
     }
 
+    /// Runs an invalidation within its bound; a failure is counted in
+    /// `grpc_server_cache_errors_total{cache_operation="<name>"}`.
     async fn bounded<T>(
         &self,
+        name: &'static str,
         operation: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let limit = budget(self.shared.invalidation_timeout, self.deadline.as_ref());
-        tokio::time::timeout(limit, operation)
+        let result = tokio::time::timeout(limit, operation)
             .await
-            .unwrap_or_else(|_| Err(StoreError(format!("no answer within {limit:?}"))))
+            .unwrap_or_else(|_| Err(StoreError(format!("no answer within {limit:?}"))));
+        if result.is_err() {
+            metrics::counter!(
+                tonic_blueprint_core::names::CACHE_ERRORS,
+                LABEL_OPERATION => name
+            )
+            .increment(1);
+        }
+        result
     }
 
     /// Removes every entry tagged `tag`; returns how many it named.
     pub async fn invalidate_tag(&self, tag: &str) -> Result<usize, StoreError> {
-        let removed = self.bounded(self.shared.store.invalidate_tag(tag)).await?;
+        let removed = self
+            .bounded("invalidate_tag", self.shared.store.invalidate_tag(tag))
+            .await?;
         self.count_deletes(removed);
         Ok(removed)
     }
@@ -186,7 +202,8 @@ impl CacheInvalidator {
         let id = RpcIdentity::parse(&path)
             .ok_or_else(|| StoreError(format!("{method:?} is not pkg.Service/Method")))?;
         let key = self.shared.key(&id, message, metadata, caller);
-        self.bounded(self.shared.store.delete(key)).await?;
+        self.bounded("invalidate_request", self.shared.store.delete(key))
+            .await?;
         self.count_deletes(1);
         Ok(())
     }

@@ -59,7 +59,9 @@ pub use client::{
     CacheClient, CacheError, CacheStats, DEFAULT_ATTEMPT_TIMEOUT, LABEL_NAMESPACE, Retry,
 };
 pub use entry::CachedResponse;
-pub use invalidate::{CacheInvalidator, MAX_TAGS_PER_ENTRY, TAGS_HEADER, tags_header};
+pub use invalidate::{
+    CacheInvalidator, LABEL_OPERATION, MAX_TAGS_PER_ENTRY, TAGS_HEADER, tags_header,
+};
 pub use layer::{DEFAULT_INVALIDATION_TIMEOUT, DEFAULT_TTL, DEFAULT_VARY, ResponseCacheLayer};
 #[cfg(feature = "nats")]
 pub use nats::INVALIDATIONS_RECEIVED;
