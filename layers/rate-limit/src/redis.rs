@@ -4,8 +4,9 @@
 //! clock with Redis `TIME`, so replicas with skewed clocks still agree. Keys are
 //! `<prefix><policy entry>:<hashed caller>` and expire once idle.
 //!
-//! A check that fails or takes longer than [`RedisBackend::timeout`] (default 50 ms) never
-//! fails or stalls the RPC: the [`FailurePolicy`] decides (fail open by default, counted in
+//! A check that fails or takes longer than [`RedisBackend::timeout`] (default 50 ms), or
+//! that is asked for while the client is disconnected (answered at once), never fails or
+//! stalls the RPC: the [`FailurePolicy`] decides (fail open by default, counted in
 //! `grpc_server_rate_limit_backend_errors_total`). fred reconnects in the background, so
 //! limiting resumes by itself when Redis is back.
 
@@ -123,7 +124,17 @@ impl RedisBackend {
         key: u64,
         local: Decision,
     ) -> Decision {
-        let check = self.check_quota(&entry.name, &entry.quota, key);
+        let check = async {
+            // While the client is disconnected, decide at once instead of queueing a check
+            // that would only time out (and count a call long gone once Redis is back).
+            if self.client.state() != ClientState::Connected {
+                return Err(fred::error::Error::new(
+                    fred::error::ErrorKind::Canceled,
+                    "not connected to Redis",
+                ));
+            }
+            self.check_quota(&entry.name, &entry.quota, key).await
+        };
         match tokio::time::timeout(self.timeout, check).await {
             Ok(Ok(decision)) => decision,
             outcome => {
