@@ -63,6 +63,25 @@ impl OwnRedis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Hangs it (SIGSTOP): connections stay open and accept bytes, nothing answers, the way
+    /// a saturated or partitioned Redis behaves. [`OwnRedis::resume`] undoes it.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill(1)");
+        assert!(status.success(), "kill {signal} redis-server");
+    }
 }
 
 impl Drop for OwnRedis {
