@@ -143,7 +143,12 @@ async fn payments_answer_within_a_second_while_redis_hangs_and_after_it_dies() {
             )
             .unwrap_or(0.0)
     };
+    let dir = tempfile::tempdir().expect("dir");
     let server = PaymentsProcess::start(&[
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}/payments.db", dir.path().display()),
+        ),
         ("METRICS_ADDR", metrics.to_string()),
         ("REDIS_URL", redis.url()),
         ("RATE_LIMIT_KEY_SECRET", "redis-faults-test".to_owned()),
