@@ -76,12 +76,17 @@ impl OwnRedis {
     }
 
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("kill(1)");
-        assert!(status.success(), "kill {signal} redis-server");
+        self::signal(&self.child, signal);
     }
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to a server of the test's own.
+fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill(1)");
+    assert!(status.success(), "kill {signal} {}", child.id());
 }
 
 impl Drop for OwnRedis {
@@ -170,6 +175,21 @@ impl OwnNats {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Hangs it (SIGSTOP): connections stay open, nothing answers. [`OwnNats::resume`]
+    /// undoes it.
+    pub fn pause(&self) {
+        if let Some(child) = &self.child {
+            signal(child, "-STOP");
+        }
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        if let Some(child) = &self.child {
+            signal(child, "-CONT");
         }
     }
 
