@@ -14,12 +14,20 @@
 //! - only OK responses are stored, with their metadata and trailers, in a compact binary form;
 //!   responses carry `x-cache: hit` or `x-cache: miss`; `cache-control: no-cache` in the
 //!   request skips the lookup; responses above a size cap are served but not stored;
-//! - single-flight: concurrent misses for one key run the handler once and share its answer;
+//! - single-flight: concurrent misses for one key run the handler once and share its answer,
+//!   an error status included; when the running call goes away, exactly one waiter takes
+//!   over;
 //! - invalidation by request, by method and by the tags a handler attaches to its response
-//!   (`x-cache-tags: payment:42`), through a [`CacheInvalidator`] the handler awaits before it
-//!   answers;
+//!   (`x-cache-tags: payment:42`; any UTF-8 tag, percent-encoded with [`tags_header`]),
+//!   through a [`CacheInvalidator`] the handler awaits before it answers; stores know tags by
+//!   their hash only ([`tag_hash`]);
+//! - a miss that began before an invalidation of its key or one of its tags does not store
+//!   its answer (the store's [`Generation`] is read with the lookup and checked by the store);
 //! - a store error or slow lookup never fails a call: it goes to the handler, counted in
-//!   `grpc_server_cache_errors_total` (hits, misses and sets have their counters too).
+//!   `grpc_server_cache_errors_total` (hits, misses and sets have their counters too). Every
+//!   store operation is bounded (lookups and stores 50 ms, invalidations 100 ms, Redis
+//!   commands 100 ms and failing at once while disconnected), and never outlasts the call's
+//!   deadline.
 //!
 //! The store is a trait ([`CacheStore`]); [`MokaStore`] is the in-process backend, bounded by
 //! bytes; with the `redis` feature, `RedisStore` shares entries between replicas and
