@@ -62,6 +62,24 @@ impl PaymentsProcess {
         }
     }
 
+    /// The server's process id.
+    #[allow(dead_code)] // Not every test binary reads it.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// The server's resident set size in KiB (`VmRSS` in `/proc/<pid>/status`).
+    #[allow(dead_code)]
+    pub(crate) fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the server's /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in kB")
+    }
+
     /// SIGTERM, then the exit status; fails the test if the server takes longer than
     /// [`SHUTDOWN`].
     pub(crate) fn stop(mut self) -> ExitStatus {
