@@ -22,6 +22,35 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "the umbrella crate builds with its default features alone"
 cargo check --locked --quiet -p tonic-blueprint
 
+step "a downstream crate builds with the default features and the server, with no protoc"
+# Outside the workspace, so .cargo/config.toml's PROTOC does not apply: what `cargo add
+# tonic-blueprint` gets. The workspace's lock pins the same versions; its target directory
+# reuses what is built already.
+downstream="$(mktemp -d)"
+mkdir -p "$downstream/src"
+cat > "$downstream/Cargo.toml" <<TOML
+[package]
+name = "downstream-check"
+version = "0.0.0"
+edition = "2024"
+publish = false
+
+[dependencies]
+tonic-blueprint = { path = "$(pwd)", features = ["server"] }
+TOML
+echo 'fn main() {}' > "$downstream/src/main.rs"
+cp Cargo.lock "$downstream/"
+root="$(pwd)"
+(cd "$downstream" && env -u PROTOC CARGO_TARGET_DIR="$root/target" cargo check --offline --quiet)
+# Artifacts reused from the workspace would hide a build script that needs protoc: nothing in
+# the downstream graph may build protos at build time.
+if (cd "$downstream" && cargo tree --offline -e build,normal -i prost-build 2>/dev/null | grep -q prost-build); then
+  echo "a default downstream build runs prost-build (needs protoc):"
+  (cd "$downstream" && cargo tree --offline -e build,normal -i prost-build)
+  exit 1
+fi
+rm -rf "$downstream"
+
 step "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
 

@@ -11,6 +11,7 @@ use crate::metrics::MetricsLayer;
 use crate::panic_recovery::PanicRecoveryLayer;
 use crate::rate_limit::{KeySource, Quota, RateLimitLayer};
 use crate::timeout::TimeoutLayer;
+#[cfg(feature = "validation")]
 use crate::validation::RequestValidationLayer;
 use std::time::Duration;
 use tonic_blueprint_core::{BoxError, ErrorStatus, MethodPolicy, MethodRegistry};
@@ -49,6 +50,7 @@ pub struct PresetStack {
     /// Quotas per caller and method.
     pub rate_limit: Option<RateLimitLayer>,
     /// `buf.validate` rules.
+    #[cfg(feature = "validation")]
     pub validation: Option<RequestValidationLayer>,
     /// Cached responses of `NO_SIDE_EFFECTS` methods.
     pub cache: Option<ResponseCacheLayer>,
@@ -60,6 +62,7 @@ pub enum StackError {
     /// The descriptor set does not decode.
     Descriptors(String),
     /// The validation rules cannot be used.
+    #[cfg(feature = "validation")]
     Validation(crate::validation::BuildError),
     /// The rate-limit metadata key is not a valid metadata name.
     RateLimitKey(String),
@@ -74,6 +77,7 @@ impl std::fmt::Display for StackError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Descriptors(e) => write!(f, "the file descriptor set does not decode: {e}"),
+            #[cfg(feature = "validation")]
             Self::Validation(e) => e.fmt(f),
             Self::RateLimitKey(key) => {
                 write!(f, "RATE_LIMIT_KEY={key:?} is not a valid metadata name")
@@ -119,6 +123,7 @@ impl PresetStack {
         if !config.rate_limit.key_secret.is_empty() {
             rate_limit = rate_limit.key_secret_text(&config.rate_limit.key_secret);
         }
+        #[cfg(feature = "validation")]
         let validation = RequestValidationLayer::from_descriptors(descriptors)
             .map_err(StackError::Validation)?
             .max_message_bytes(
@@ -152,6 +157,7 @@ impl PresetStack {
             ),
             auth: config.auth.enabled().then(|| auth_layer(config, None)),
             rate_limit: Some(rate_limit),
+            #[cfg(feature = "validation")]
             validation: Some(validation),
             cache: Some(
                 ResponseCacheLayer::new()
@@ -211,6 +217,7 @@ where
     fn layer(&self, inner: S) -> BoxedService {
         // Innermost first; only the whole stack is boxed.
         let service = toggle(self.cache.as_ref(), inner);
+        #[cfg(feature = "validation")]
         let service = toggle(self.validation.as_ref(), service);
         let service = toggle(self.rate_limit.as_ref(), service);
         let service = toggle(self.auth.as_ref(), service);
