@@ -283,13 +283,20 @@ impl Hub {
     ) -> Result<impl Stream<Item = Result<Payment, Status>> + Send + 'static, Status> {
         let slot = self.admit(&user_id).map_err(|e| e.status(lang, None))?;
         let mut rx = self.inner.state.subscribe();
-        let state = *rx.borrow_and_update();
-        if state.closed {
+        if rx.borrow_and_update().closed {
             return Err(WatchError::ShuttingDown.status(lang, after));
         }
+        // From now: after the newest payment the history holds (the watch channel's head may
+        // lag it by one read).
+        let head = self
+            .inner
+            .history
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .head();
         let watcher = Watcher {
             inner: self.inner.clone(),
-            cursor: after.unwrap_or(state.head),
+            cursor: after.unwrap_or(head),
             // From the head, it is live at once; a resume is live once it reaches the history.
             live: after.is_none(),
             backlog: VecDeque::new(),
