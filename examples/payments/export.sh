@@ -98,8 +98,8 @@ export CONFIG_FILE=""
 
 # The payments service's own settings (environment variables only).
 
-# WatchPayments streams open on one replica at once; past it RESOURCE_EXHAUSTED
-export MAX_WATCHERS="10000"
+# WatchPayments streams open on one replica at once; past it RESOURCE_EXHAUSTED. Keep it below MAX_IN_FLIGHT, which counts open streams too
+export MAX_WATCHERS="5000"
 
 # WatchPayments streams one caller may have open on one replica; past it RESOURCE_EXHAUSTED
 export MAX_WATCHERS_PER_USER="16"

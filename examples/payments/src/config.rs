@@ -7,7 +7,7 @@
 //!
 //! let config = watch_config([("MAX_WATCHERS_PER_USER", "4")]).expect("valid");
 //! assert_eq!(config.max_watchers_per_user, 4);
-//! assert_eq!(config.max_watchers, 10_000);
+//! assert_eq!(config.max_watchers, 5_000);
 //!
 //! let error = watch_config([("MAX_WATCHERS", "many"), ("WATCH_HISTORY", "0")]).unwrap_err();
 //! assert_eq!(error.problems.len(), 2);
@@ -31,8 +31,8 @@ pub struct ServiceVariable {
 pub const SERVICE_VARIABLES: &[ServiceVariable] = &[
     ServiceVariable {
         name: "MAX_WATCHERS",
-        default: "10000",
-        help: "WatchPayments streams open on one replica at once; past it RESOURCE_EXHAUSTED",
+        default: "5000",
+        help: "WatchPayments streams open on one replica at once; past it RESOURCE_EXHAUSTED. Keep it below MAX_IN_FLIGHT, which counts open streams too",
     },
     ServiceVariable {
         name: "MAX_WATCHERS_PER_USER",

@@ -86,7 +86,7 @@ pub struct WatchConfig {
 impl Default for WatchConfig {
     fn default() -> Self {
         Self {
-            max_watchers: 10_000,
+            max_watchers: 5_000,
             max_watchers_per_user: 16,
             history: 4096,
         }

@@ -98,6 +98,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             "PAYMENTS_CLOCK_SKEW_MS is set: payment ids and times are stamped with a shifted clock (fault tests only)"
         );
     }
+    let in_flight = usize::try_from(config.server.max_in_flight).unwrap_or(usize::MAX);
+    if in_flight != 0 && watch.max_watchers >= in_flight {
+        tracing::warn!(
+            max_watchers = watch.max_watchers,
+            max_in_flight = in_flight,
+            "MAX_WATCHERS is not below MAX_IN_FLIGHT: open watches alone can fill the in-flight limit and every other call is then refused"
+        );
+    }
     let hub = Hub::start(store.clone(), watch).await?;
     let announcer = match config.nats.get() {
         Some(url) => Announcer::connect(url, store.clone(), hub.clone()).await?,

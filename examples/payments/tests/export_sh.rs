@@ -29,7 +29,7 @@ fn export_sh_matches_the_service_defaults() {
         "LOG_DIR=\"\"",
         "AUTH_JWT_SECRET=\"dev-secret\"",
         "AUTH_JWKS_URL=\"\"",
-        "MAX_WATCHERS=\"10000\"",
+        "MAX_WATCHERS=\"5000\"",
         "MAX_WATCHERS_PER_USER=\"16\"",
         "WATCH_HISTORY=\"4096\"",
     ] {
