@@ -371,6 +371,9 @@ async fn tail(inner: Arc<Inner>) {
     let mut closed = inner.state.subscribe();
     let mut failures: u32 = 0;
     loop {
+        if closed.borrow_and_update().closed {
+            return;
+        }
         let started = Instant::now();
         let more = match read(&inner).await {
             Ok(more) => {
@@ -386,6 +389,7 @@ async fn tail(inner: Arc<Inner>) {
                 false
             }
         };
+        // Marks this read's own head update seen, so only a close wakes the wait below.
         if closed.borrow_and_update().closed {
             return;
         }
