@@ -6,6 +6,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`caller`] | [`Identity`]: the caller an authentication layer proved, read by every layer keyed on the caller |
+//! | [`connection`] | [`peer_addr`](connection::peer_addr): the peer of a plain TCP or TLS connection, and (feature `tls`) its verified client certificates (feature `connect-info`) |
 //! | [`identity`] | [`RpcIdentity`]: `/pkg.Service/Method` parsed once, stored in the request extensions, and the [`RpcKind`] |
 //! | [`policy`] | [`MethodPolicy`]: one value per method (default, `pkg.Service/*`, exact method), serde-loadable |
 //! | [`rejection`] | [`reject`]: trailers-only gRPC error responses (always HTTP 200) with capped message and details |
@@ -47,6 +48,8 @@
 pub mod caller;
 pub mod catalogue;
 pub mod code;
+#[cfg(feature = "connect-info")]
+pub mod connection;
 pub mod counters;
 pub mod deadline;
 pub mod error_status;

@@ -105,10 +105,7 @@ where
             }
         };
         request.extensions_mut().insert(request_id.clone());
-        let peer = request
-            .extensions()
-            .get::<tonic::transport::server::TcpConnectInfo>()
-            .and_then(|info| info.remote_addr());
+        let peer = tonic_blueprint_core::connection::peer_addr(request.extensions());
         let deadline = client_timeout(request.headers())
             .filter(|timeout| *timeout <= MAX_SHOWN_DEADLINE)
             .and_then(|timeout| SystemTime::now().checked_add(timeout))

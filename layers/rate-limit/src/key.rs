@@ -162,10 +162,7 @@ impl KeyConfig {
     /// the walk at the peer: what lies left of it cannot be trusted. Without
     /// `x-forwarded-for`, `x-real-ip` is used.
     pub(crate) fn client_ip<B>(&self, request: &http::Request<B>) -> Option<IpAddr> {
-        let peer = request
-            .extensions()
-            .get::<tonic::transport::server::TcpConnectInfo>()
-            .and_then(|info| info.remote_addr())
+        let peer = tonic_blueprint_core::connection::peer_addr(request.extensions())
             .map(|addr| addr.ip())?;
         if !self.is_trusted(peer) {
             return Some(peer);
