@@ -19,6 +19,8 @@
 //! | [`names`] | the names of the counters every layer feeds through the `metrics` facade |
 //! | [`registry`] | [`MethodRegistry`]: each method's kind and `NO_SIDE_EFFECTS` marking, from the descriptors |
 //! | [`request_id`] | [`RequestId`]: the id every log line of a call carries |
+//! | [`trace`] | W3C Trace Context: the strict `traceparent`/`tracestate`/`baggage` parsers, the [`TraceContext`] extension, samplers, the process's span recorder |
+//! | [`current`] | [`CurrentCall`]: the call being served (trace, request id, deadline, caller), for the calls and events it causes |
 //! | [`events`] | structured log events with fixed field names (gRPC request, database query, cache operation) |
 //! | [`code`] | gRPC status code names in the Go spelling dashboards expect |
 //!
@@ -51,6 +53,7 @@ pub mod code;
 #[cfg(feature = "connect-info")]
 pub mod connection;
 pub mod counters;
+pub mod current;
 pub mod deadline;
 pub mod error_status;
 pub mod events;
@@ -64,10 +67,12 @@ pub mod refusable;
 pub mod registry;
 pub mod rejection;
 pub mod request_id;
+pub mod trace;
 
 pub use caller::{AuthMethod, INFRASTRUCTURE_SERVICES, Identity, is_infrastructure};
 pub use code::code_label;
 pub use counters::MethodCounters;
+pub use current::{CurrentCall, CurrentCallLayer};
 pub use deadline::{Deadline, DeadlineSource, encode_grpc_timeout, parse_grpc_timeout};
 pub use error_status::{ErrorStatus, ErrorStatusLayer, status_for_error};
 pub use frame::{
@@ -80,6 +85,7 @@ pub use refusable::RefusableBody;
 pub use registry::{MethodInfo, MethodRegistry};
 pub use rejection::{MAX_DETAILS_BYTES, MAX_MESSAGE_BYTES, cap_status, reject, status_trailers};
 pub use request_id::RequestId;
+pub use trace::TraceContext;
 
 /// A boxed, thread-safe error, as tower and tonic use.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
