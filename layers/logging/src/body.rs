@@ -5,20 +5,23 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use tonic_blueprint_core::CurrentCall;
 
 pin_project! {
     /// Response body of [`RequestLogging`](crate::RequestLogging): the handler's response
-    /// stream runs inside the call's span, so what it logs carries the request id.
+    /// stream runs inside the call's span (and as the current call), so what it logs carries
+    /// the request id and trace, and what it calls carries them on.
     pub struct LoggedBody<B> {
         #[pin]
         inner: B,
         span: tracing::Span,
+        call: Option<CurrentCall>,
     }
 }
 
 impl<B> LoggedBody<B> {
-    pub(crate) fn new(inner: B, span: tracing::Span) -> Self {
-        Self { inner, span }
+    pub(crate) fn new(inner: B, span: tracing::Span, call: Option<CurrentCall>) -> Self {
+        Self { inner, span, call }
     }
 }
 
@@ -38,6 +41,7 @@ impl<B: Body<Data = Bytes>> Body for LoggedBody<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
         let _entered = this.span.enter();
+        let _current = this.call.as_ref().map(CurrentCall::enter);
         this.inner.poll_frame(cx)
     }
 

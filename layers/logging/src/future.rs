@@ -1,4 +1,5 @@
-//! The response future: runs the handler inside the call's span, echoes the request id.
+//! The response future: runs the handler inside the call's span (and as the current call),
+//! echoes the request id.
 
 use crate::body::LoggedBody;
 use crate::record::LogRecord;
@@ -8,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use tonic_blueprint_core::code::code_from_error;
 use tonic_blueprint_core::headers::X_REQUEST_ID;
-use tonic_blueprint_core::{BoxError, ObservedBody, observe};
+use tonic_blueprint_core::{BoxError, CurrentCall, ObservedBody, observe};
 
 pin_project! {
     /// Response future of [`RequestLogging`](crate::RequestLogging).
@@ -18,15 +19,22 @@ pin_project! {
         #[pin]
         inner: F,
         span: tracing::Span,
+        call: Option<CurrentCall>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(record: LogRecord, inner: F, span: tracing::Span) -> Self {
+    pub(crate) fn new(
+        record: LogRecord,
+        inner: F,
+        span: tracing::Span,
+        call: Option<CurrentCall>,
+    ) -> Self {
         Self {
             record: Some(record),
             inner,
             span,
+            call,
         }
     }
 }
@@ -50,6 +58,7 @@ where
         let this = self.project();
         let result = {
             let _entered = this.span.enter();
+            let _current = this.call.as_ref().map(CurrentCall::enter);
             ready!(this.inner.poll(cx))
         };
         let Some(record) = this.record.take() else {
@@ -61,8 +70,9 @@ where
                     .headers_mut()
                     .insert(X_REQUEST_ID, record.request_id.header_value().clone());
                 let span = this.span.clone();
+                let call = this.call.take();
                 let response = observe(response, record);
-                Poll::Ready(Ok(response.map(|body| LoggedBody::new(body, span))))
+                Poll::Ready(Ok(response.map(|body| LoggedBody::new(body, span, call))))
             }
             Err(err) => {
                 let err: BoxError = err.into();

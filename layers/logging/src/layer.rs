@@ -26,6 +26,7 @@ pub(crate) struct Config {
     pub(crate) level_for: Option<Arc<LevelFn>>,
     pub(crate) sensitive: HashSet<HeaderName>,
     pub(crate) registry: Option<MethodRegistry>,
+    pub(crate) trace_context: bool,
 }
 
 impl Config {
@@ -96,6 +97,7 @@ impl RequestLoggingLayer {
                 level_for: None,
                 sensitive,
                 registry: None,
+                trace_context: true,
             }),
         }
     }
@@ -126,6 +128,17 @@ impl RequestLoggingLayer {
         let name = HeaderName::try_from(name.to_ascii_lowercase())
             .unwrap_or_else(|e| panic!("invalid header name {name:?}: {e}"));
         self.config_mut().sensitive.insert(name);
+        self
+    }
+
+    /// Whether calls join the caller's trace (default on): the W3C `traceparent`,
+    /// `tracestate` and `baggage` are read, the span gets `trace_id` and `span_id`, and the
+    /// [`TraceContext`](tonic_blueprint_core::TraceContext) and
+    /// [`CurrentCall`](tonic_blueprint_core::CurrentCall) go in the request extensions. Off,
+    /// none of that happens and no span is recorded (for comparison, or when another layer
+    /// owns tracing).
+    pub fn trace_context(mut self, on: bool) -> Self {
+        self.config_mut().trace_context = on;
         self
     }
 

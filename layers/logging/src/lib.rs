@@ -16,6 +16,17 @@
 //! - a **level by outcome**: OK at info (configurable), codes the client caused at warn,
 //!   codes the server caused (`Unknown`, `Unimplemented`, `Internal`, `Unavailable`,
 //!   `DataLoss`) at error;
+//! - a place in the **caller's trace** (W3C Trace Context): a valid `traceparent` is continued
+//!   (with its `tracestate` and `baggage`), anything else starts a new trace; the span gets
+//!   `trace_id` and `span_id`, so every log line of the call carries them; the
+//!   [`TraceContext`](tonic_blueprint_core::TraceContext) and the
+//!   [`CurrentCall`](tonic_blueprint_core::CurrentCall) go in the request extensions. Trace
+//!   headers are never echoed in the response. With a span recorder installed (the
+//!   umbrella's `otel` feature) a sampled call is recorded as an OpenTelemetry server span
+//!   named `<pkg.Service>/<Method>` with `rpc.system`, `rpc.service`, `rpc.method`,
+//!   `rpc.grpc.status_code`, `server.address`, `network.peer.address` and `enduser.id`,
+//!   status Error for the codes the server causes (`Unknown`, `DeadlineExceeded`,
+//!   `Unimplemented`, `Internal`, `Unavailable`, `DataLoss`);
 //! - the request metadata at debug level, with **sensitive values redacted** (`authorization`,
 //!   `proxy-authorization`, `cookie`, `x-api-key` and any you add): they are never logged, at
 //!   any level. Payloads are never logged.
@@ -34,11 +45,18 @@
 //! ```
 //!
 //! Put it outermost: it assigns the request id first, so every later layer's events carry it.
+//!
+//! The handler runs as the [`CurrentCall`](tonic_blueprint_core::CurrentCall): put
+//! [`PropagateLayer`] on the channels it calls other services through, and each outgoing
+//! call carries the trace, the request id and the rest of the deadline without code. Add
+//! [`CurrentCallLayer`](tonic_blueprint_core::CurrentCallLayer) inside the Timeout and Auth
+//! layers so the effective deadline and the caller are known (the preset stack does).
 
 mod body;
 mod future;
 mod layer;
 mod level;
+pub mod propagate;
 mod record;
 mod redact;
 mod service;
@@ -47,5 +65,6 @@ pub use body::LoggedBody;
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_SENSITIVE_HEADERS, RequestLoggingLayer};
 pub use level::default_level;
+pub use propagate::{Propagate, PropagateLayer};
 pub use record::LogRecord;
 pub use service::RequestLogging;

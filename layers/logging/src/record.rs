@@ -3,10 +3,13 @@
 use crate::layer::Levels;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 use tonic::Code;
 use tonic_blueprint_core::events::{GrpcRequest, grpc_request};
-use tonic_blueprint_core::{OnOutcome, Outcome, RequestId, RpcIdentity, RpcKind, code_label};
+use tonic_blueprint_core::trace::{self, Attribute, FinishedSpan, SpanKind};
+use tonic_blueprint_core::{
+    CurrentCall, OnOutcome, Outcome, RequestId, RpcIdentity, RpcKind, code_label,
+};
 
 /// One call in the logs: logged when the outcome observer reports, or as `Canceled` when
 /// dropped first. Opaque; it appears in [`RequestLogging`](crate::RequestLogging)'s response
@@ -21,6 +24,17 @@ pub struct LogRecord {
     pub(crate) started: Instant,
     pub(crate) received: Arc<AtomicU64>,
     pub(crate) done: bool,
+    /// The call's trace, request id and caller, when the layer joins traces.
+    pub(crate) call: Option<CurrentCall>,
+    /// Set when the server span is recorded (sampled, a recorder installed).
+    pub(crate) recorded: Option<Recorded>,
+}
+
+/// What the recorded server span needs beyond the log line.
+pub(crate) struct Recorded {
+    pub(crate) start: SystemTime,
+    /// The `:authority` the client called (`server.address`, `server.port`).
+    pub(crate) authority: Option<http::uri::Authority>,
 }
 
 /// The bit of [`LogRecord::received`] that says the request stream failed.
@@ -58,7 +72,7 @@ impl LogRecord {
             code
         };
         let level = self.levels.level(code);
-        let _entered = self.span.enter();
+        let entered = self.span.enter();
         let mut buffer = [0u8; PEER_TEXT_MAX];
         let peer = self.peer.and_then(|addr| peer_text(addr, &mut buffer));
         grpc_request(
@@ -75,7 +89,61 @@ impl LogRecord {
                 request_id: Some(self.request_id.as_str()),
             },
         );
+        drop(entered);
+        if let (Some(recorded), Some(call)) = (self.recorded.take(), &self.call) {
+            self.record_span(&recorded, call, code);
+        }
     }
+
+    /// The OpenTelemetry server span of the call, with the RPC semantic conventions.
+    fn record_span(&self, recorded: &Recorded, call: &CurrentCall, code: Code) {
+        let name = format!("{}/{}", self.id.service(), self.id.method());
+        let mut attributes: Vec<Attribute<'_>> = Vec::with_capacity(10);
+        attributes.extend([
+            Attribute::str("rpc.system", "grpc"),
+            Attribute::str("rpc.service", self.id.service()),
+            Attribute::str("rpc.method", self.id.method()),
+            Attribute::i64("rpc.grpc.status_code", i64::from(i32::from(code))),
+        ]);
+        if let Some(authority) = &recorded.authority {
+            attributes.push(Attribute::str("server.address", authority.host()));
+            if let Some(port) = authority.port_u16() {
+                attributes.push(Attribute::i64("server.port", i64::from(port)));
+            }
+        }
+        let peer_ip = self.peer.map(|addr| addr.ip().to_string());
+        if let (Some(ip), Some(addr)) = (&peer_ip, self.peer) {
+            attributes.push(Attribute::str("network.peer.address", ip));
+            attributes.push(Attribute::i64("network.peer.port", i64::from(addr.port())));
+        }
+        if let Some(identity) = call.identity() {
+            attributes.push(Attribute::str("enduser.id", identity.subject()));
+        }
+        attributes.push(Attribute::str("request_id", self.request_id.as_str()));
+        trace::record(&FinishedSpan {
+            name: &name,
+            kind: SpanKind::Server,
+            context: call.trace(),
+            start: recorded.start,
+            end: SystemTime::now(),
+            attributes: &attributes,
+            error: server_error(code).then(|| code_label(code)),
+        });
+    }
+}
+
+/// The codes OpenTelemetry's RPC conventions mark a server span as failed for: those the
+/// server causes (the others are the client's doing).
+pub(crate) fn server_error(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::Unavailable
+            | Code::DataLoss
+    )
 }
 
 /// Room for the longest socket address text (`[v6%scope]:port` is at most 58 bytes).

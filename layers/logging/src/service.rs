@@ -11,8 +11,10 @@ use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 use tonic_blueprint_core::deadline::client_timeout;
 use tonic_blueprint_core::headers::X_REQUEST_ID;
+use tonic_blueprint_core::trace::{self, TraceContext};
 use tonic_blueprint_core::{
-    BoxError, CountedBody, RequestId, RpcIdentity, RpcKind, is_infrastructure,
+    BoxError, CountedBody, CurrentCall, Deadline, DeadlineSource, RequestId, RpcIdentity, RpcKind,
+    is_infrastructure,
 };
 use tower_service::Service;
 
@@ -106,10 +108,26 @@ where
         };
         request.extensions_mut().insert(request_id.clone());
         let peer = tonic_blueprint_core::connection::peer_addr(request.extensions());
-        let deadline = client_timeout(request.headers())
+        let client = client_timeout(request.headers());
+        let deadline = client
             .filter(|timeout| *timeout <= MAX_SHOWN_DEADLINE)
             .and_then(|timeout| SystemTime::now().checked_add(timeout))
             .map(humantime::format_rfc3339_millis);
+
+        let call = self.config.trace_context.then(|| {
+            let trace = TraceContext::incoming(request.headers());
+            let client = client.map(|timeout| Deadline::after(timeout, DeadlineSource::Client));
+            let call = CurrentCall::new(trace.clone(), Some(request_id.clone()), client);
+            request.extensions_mut().insert(trace);
+            request.extensions_mut().insert(call.clone());
+            call
+        });
+        let ids = call.as_ref().map(|call| {
+            (
+                call.trace().trace_id().to_hex(),
+                call.trace().span_id().to_hex(),
+            )
+        });
 
         let span = tracing::info_span!(
             "grpc.request",
@@ -119,6 +137,8 @@ where
             peer.address = peer.map(tracing::field::display),
             request_id = request_id.as_str(),
             grpc.request.deadline = deadline.as_ref().map(tracing::field::display),
+            trace_id = ids.as_ref().map(|(trace, _)| trace.as_str()),
+            span_id = ids.as_ref().map(|(_, span)| span.as_str()),
             enduser.id = tracing::field::Empty,
         );
         if tracing::enabled!(tracing::Level::DEBUG) {
@@ -129,6 +149,14 @@ where
             tracing::debug!(parent: &span, grpc.request.metadata = %metadata, "request metadata");
         }
 
+        // The server span is recorded only when sampled and a recorder is installed.
+        let recorded = call
+            .as_ref()
+            .filter(|call| call.trace().is_sampled() && trace::recorder().is_some())
+            .map(|_| crate::record::Recorded {
+                start: SystemTime::now(),
+                authority: request.uri().authority().cloned(),
+            });
         let received = Arc::new(AtomicU64::new(0));
         let counter = crate::record::Received(received.clone());
         let request = request.map(|body| tonic::body::Body::new(CountedBody::new(body, counter)));
@@ -142,11 +170,14 @@ where
             started,
             received,
             done: false,
+            call: call.clone(),
+            recorded,
         };
         let future = {
             let _entered = span.enter();
+            let _current = call.as_ref().map(CurrentCall::enter);
             self.inner.call(request)
         };
-        ResponseFuture::new(record, future, span)
+        ResponseFuture::new(record, future, span, call)
     }
 }
