@@ -139,11 +139,39 @@ pub const VARIABLES: &[Variable] = &[
         help: "how long a keepalive ping may go unanswered",
     },
     Variable {
+        name: "TLS_CERT_FILE",
+        key: "tls.cert_file",
+        kind: Kind::Text,
+        default: "",
+        help: "the PEM certificate chain the gRPC server presents (feature tls); with TLS_KEY_FILE the server speaks only TLS, ALPN h2; empty: plaintext",
+    },
+    Variable {
+        name: "TLS_KEY_FILE",
+        key: "tls.key_file",
+        kind: Kind::Text,
+        default: "",
+        help: "the PEM private key of TLS_CERT_FILE (PKCS#8, PKCS#1 or SEC1)",
+    },
+    Variable {
+        name: "TLS_CLIENT_CA_FILE",
+        key: "tls.client_ca_file",
+        kind: Kind::Text,
+        default: "",
+        help: "PEM CA certificates client certificates must chain to: every client must present a valid one (mutual TLS); empty: no client certificate asked",
+    },
+    Variable {
+        name: "TLS_RELOAD_SECONDS",
+        key: "tls.reload_seconds",
+        kind: Kind::Seconds,
+        default: "10",
+        help: "how often the TLS certificate, key and client CA files are checked for change (new connections get the new ones, open ones keep theirs); SIGHUP reloads at once; 0: on SIGHUP only",
+    },
+    Variable {
         name: "DATABASE_URL",
         key: "database.url",
         kind: Kind::Url(DB_SCHEMES),
         default: "",
-        help: "postgres://... or sqlite://...; empty: the embedded SQLite default",
+        help: "postgres://... or sqlite://...; empty: the embedded SQLite default. PostgreSQL TLS (feature tls) in the URL: sslmode=require (encrypted, server not verified), verify-ca (and its certificate chains to sslrootcert=FILE, else the system roots), verify-full (and names the host); sslcert and sslkey for a client certificate; the default prefer falls back to plaintext",
     },
     Variable {
         name: "DATABASE_MAX_CONNECTIONS",
@@ -157,7 +185,7 @@ pub const VARIABLES: &[Variable] = &[
         key: "redis.url",
         kind: Kind::Url(&["redis", "rediss"]),
         default: "",
-        help: "redis://...; empty: in-process cache and rate limits",
+        help: "redis://... or rediss://... (TLS, feature tls; the server's certificate verified); empty: in-process cache and rate limits",
     },
     Variable {
         name: "REDIS_COMMAND_TIMEOUT_MS",
@@ -167,11 +195,60 @@ pub const VARIABLES: &[Variable] = &[
         help: "the longest any one Redis command (cache, invalidation, rate limit) may take; while Redis is unreachable, commands fail at once",
     },
     Variable {
+        name: "REDIS_CA_FILE",
+        key: "redis.ca_file",
+        kind: Kind::Text,
+        default: "",
+        help: "PEM CA certificates a rediss:// server's certificate must chain to; empty: the system's roots",
+    },
+    Variable {
+        name: "REDIS_CLIENT_CERT_FILE",
+        key: "redis.client_cert_file",
+        kind: Kind::Text,
+        default: "",
+        help: "the PEM client certificate chain presented to a rediss:// server that asks for one (with REDIS_CLIENT_KEY_FILE)",
+    },
+    Variable {
+        name: "REDIS_CLIENT_KEY_FILE",
+        key: "redis.client_key_file",
+        kind: Kind::Text,
+        default: "",
+        help: "the PEM private key of REDIS_CLIENT_CERT_FILE",
+    },
+    Variable {
         name: "NATS_URL",
         key: "nats.url",
         kind: Kind::Url(&["nats", "tls"]),
         default: "",
-        help: "nats://...; empty: no events",
+        help: "nats://... or tls://... (TLS required; a server announcing tls_required gets TLS with nats:// too), several separated by commas; empty: no events",
+    },
+    Variable {
+        name: "NATS_CA_FILE",
+        key: "nats.ca_file",
+        kind: Kind::Text,
+        default: "",
+        help: "PEM CA certificates the NATS server's certificate must chain to; empty: the system's roots",
+    },
+    Variable {
+        name: "NATS_CLIENT_CERT_FILE",
+        key: "nats.client_cert_file",
+        kind: Kind::Text,
+        default: "",
+        help: "the PEM client certificate chain presented to a NATS server that verifies clients (with NATS_CLIENT_KEY_FILE)",
+    },
+    Variable {
+        name: "NATS_CLIENT_KEY_FILE",
+        key: "nats.client_key_file",
+        kind: Kind::Text,
+        default: "",
+        help: "the PEM private key of NATS_CLIENT_CERT_FILE",
+    },
+    Variable {
+        name: "NATS_CREDS_FILE",
+        key: "nats.creds_file",
+        kind: Kind::Text,
+        default: "",
+        help: "a NATS credentials file (user JWT and NKey seed, .creds) to authenticate with",
     },
     Variable {
         name: "RATE_LIMIT_PER_MINUTE",
@@ -221,6 +298,13 @@ pub const VARIABLES: &[Variable] = &[
         kind: Kind::Text,
         default: "",
         help: "the aud tokens must carry; empty: not checked",
+    },
+    Variable {
+        name: "AUTH_MTLS_IDENTITY",
+        key: "auth.mtls_identity",
+        kind: Kind::OneOf(&["cn", "san", "off"]),
+        default: "cn",
+        help: "with TLS_CLIENT_CA_FILE, what names a caller that sends no token: cn (the verified client certificate's subject common name), san (its first URI, else DNS, else email subject alternative name), or off (tokens only)",
     },
     Variable {
         name: "CACHE_TTL_SECONDS",
@@ -298,7 +382,9 @@ pub struct BlueprintConfig {
     /// `[redis]`.
     pub redis: RedisSection,
     /// `[nats]`.
-    pub nats: UrlSection,
+    pub nats: NatsSection,
+    /// `[tls]`: the gRPC server's own TLS.
+    pub tls: TlsSection,
     /// `[rate_limit]`.
     pub rate_limit: RateLimitSection,
     /// `[auth]`.
@@ -375,18 +461,52 @@ pub struct DatabaseSection {
     pub max_connections: u32,
 }
 
-/// A section holding one optional URL (`[nats]`).
+/// `[nats]`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[non_exhaustive]
-pub struct UrlSection {
-    /// The URL; empty when unset.
+pub struct NatsSection {
+    /// `NATS_URL`; empty when unset.
     pub url: String,
+    /// `NATS_CA_FILE` (empty: the system's roots).
+    pub ca_file: String,
+    /// `NATS_CLIENT_CERT_FILE` (empty: none).
+    pub client_cert_file: String,
+    /// `NATS_CLIENT_KEY_FILE`.
+    pub client_key_file: String,
+    /// `NATS_CREDS_FILE` (empty: none).
+    pub creds_file: String,
 }
 
-impl UrlSection {
+impl NatsSection {
     /// The URL, if set.
     pub fn get(&self) -> Option<&str> {
         Some(self.url.trim()).filter(|u| !u.is_empty())
+    }
+}
+
+/// `[tls]`: the gRPC server's TLS (feature `tls`). Off unless both files are set.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[non_exhaustive]
+pub struct TlsSection {
+    /// `TLS_CERT_FILE`.
+    pub cert_file: String,
+    /// `TLS_KEY_FILE`.
+    pub key_file: String,
+    /// `TLS_CLIENT_CA_FILE` (empty: no client certificates).
+    pub client_ca_file: String,
+    /// `TLS_RELOAD_SECONDS` (0: on SIGHUP only).
+    pub reload_seconds: u64,
+}
+
+impl TlsSection {
+    /// Whether the gRPC server speaks TLS: a certificate and its key are set.
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.trim().is_empty() && !self.key_file.trim().is_empty()
+    }
+
+    /// Whether clients must present a certificate (mutual TLS).
+    pub fn client_auth(&self) -> bool {
+        self.enabled() && !self.client_ca_file.trim().is_empty()
     }
 }
 
@@ -398,6 +518,12 @@ pub struct RedisSection {
     pub url: String,
     /// `REDIS_COMMAND_TIMEOUT_MS`.
     pub command_timeout_ms: u32,
+    /// `REDIS_CA_FILE` (empty: the system's roots).
+    pub ca_file: String,
+    /// `REDIS_CLIENT_CERT_FILE` (empty: none).
+    pub client_cert_file: String,
+    /// `REDIS_CLIENT_KEY_FILE`.
+    pub client_key_file: String,
 }
 
 impl RedisSection {
@@ -446,6 +572,8 @@ pub struct AuthSection {
     pub issuer: String,
     /// `AUTH_AUDIENCE` (empty: not checked).
     pub audience: String,
+    /// `AUTH_MTLS_IDENTITY`: `cn`, `san` or `off`.
+    pub mtls_identity: String,
 }
 
 impl AuthSection {
@@ -462,6 +590,7 @@ impl std::fmt::Debug for AuthSection {
             .field("jwks_url", &self.jwks_url)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
+            .field("mtls_identity", &self.mtls_identity)
             .finish()
     }
 }
@@ -651,6 +780,7 @@ impl Loader {
                 problems.push(format!("{}{shown}: {why}", var.name));
             }
         }
+        problems.extend(self.tls_problems());
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
@@ -679,6 +809,64 @@ impl Loader {
             .build()
             .and_then(|c| c.try_deserialize::<BlueprintConfig>())
             .map_err(|e| one(e.to_string()))
+    }
+
+    /// Settings that only make sense together, and TLS asked for where this build cannot
+    /// give it: never a silent fallback to plaintext.
+    fn tls_problems(&self) -> Vec<String> {
+        let value = |name: &str| {
+            self.vars
+                .get(name)
+                .or(self.defaults.get(name))
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+        };
+        let mut problems = Vec::new();
+        for (cert, key) in [
+            ("TLS_CERT_FILE", "TLS_KEY_FILE"),
+            ("REDIS_CLIENT_CERT_FILE", "REDIS_CLIENT_KEY_FILE"),
+            ("NATS_CLIENT_CERT_FILE", "NATS_CLIENT_KEY_FILE"),
+        ] {
+            if value(cert).is_some() != value(key).is_some() {
+                problems.push(format!("{cert} and {key} go together: set both or neither"));
+            }
+        }
+        if value("TLS_CLIENT_CA_FILE").is_some() && value("TLS_CERT_FILE").is_none() {
+            problems.push(
+                "TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE: client certificates are asked for in a TLS handshake".to_owned(),
+            );
+        }
+        let rediss = value("REDIS_URL").is_some_and(|url| url.starts_with("rediss:"));
+        for name in [
+            "REDIS_CA_FILE",
+            "REDIS_CLIENT_CERT_FILE",
+            "REDIS_CLIENT_KEY_FILE",
+        ] {
+            if value(name).is_some() && value("REDIS_URL").is_some() && !rediss {
+                problems.push(format!(
+                    "{name} is set but REDIS_URL is not rediss://: the connection would not use TLS"
+                ));
+            }
+        }
+        if !cfg!(feature = "tls") {
+            let no_tls = "this build has no `tls` feature (tonic-blueprint/tls)";
+            if rediss {
+                problems.push(format!("REDIS_URL: rediss:// asks for TLS, and {no_tls}"));
+            }
+            if let Some(mode) = value("DATABASE_URL").and_then(postgres_sslmode)
+                && ["require", "verify-ca", "verify-full"].contains(&mode.as_str())
+            {
+                problems.push(format!(
+                    "DATABASE_URL: sslmode={mode} asks for TLS, and {no_tls}"
+                ));
+            }
+            if value("TLS_CERT_FILE").is_some() {
+                problems.push(format!(
+                    "TLS_CERT_FILE: the gRPC server cannot speak TLS: {no_tls}"
+                ));
+            }
+        }
+        problems
     }
 
     /// The `export.sh` documenting every variable with its default.
@@ -710,6 +898,19 @@ fn render_export_sh(defaults: &BTreeMap<String, String>) -> String {
         "\n# An optional TOML file with the same settings by section; variables win.\nexport {CONFIG_FILE}=\"\"\n"
     ));
     out
+}
+
+/// The `sslmode` of a `postgres://` URL, lower case, when it names one.
+fn postgres_sslmode(url: &str) -> Option<String> {
+    if !(url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+        return None;
+    }
+    let (_, query) = url.split_once('?')?;
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key.eq_ignore_ascii_case("sslmode") || key.eq_ignore_ascii_case("ssl-mode"))
+            .then(|| value.trim().to_ascii_lowercase())
+    })
 }
 
 fn one(problem: String) -> ConfigError {

@@ -16,6 +16,7 @@
 //! | `cache` | [`tonic-blueprint-cache`](cache) | unary response caching: opt-in per method, vary metadata, single-flight, trailers kept; the cache client |
 //! | `redis` (off) | | the Redis backends: one quota across replicas, shared and two-tier caches |
 //! | `nats` (off) | | two-tier cache invalidations broadcast to every replica over NATS |
+//! | `tls` (off) | | TLS on every hop, rustls on ring (no OpenSSL): the server's certificate and mutual TLS (reloaded without dropping connections), `rediss://`, PostgreSQL `sslmode`; NATS speaks TLS in every build |
 //! | `telemetry` | [`telemetry`] (this crate) | the tracing subscriber: env filter, pretty or JSON, rotated files, non-blocking |
 //! | (always) | [`tonic-blueprint-core`](core) | the shared plumbing: RPC identity, method policy, trailers-only rejections, outcome observer, deadlines, frames, the error catalogue |
 //!
@@ -95,6 +96,9 @@ pub mod events;
 
 #[cfg(feature = "server")]
 pub mod server;
+
+#[cfg(any(feature = "nats", feature = "events"))]
+mod nats_tls;
 
 #[cfg(feature = "metrics")]
 pub mod kit_metrics;

@@ -32,6 +32,19 @@ pub struct DatabaseConfig {
     /// `postgres://user:password@host:5432/db` or `sqlite://path/to/file.db` (`sqlite::memory:`
     /// for a private in-memory database).
     ///
+    /// PostgreSQL TLS is set in the URL (feature `tls`):
+    ///
+    /// | `sslmode` | connection |
+    /// |---|---|
+    /// | `disable` | plaintext |
+    /// | `prefer` (default) | TLS if the server offers it, **else plaintext** |
+    /// | `require` | TLS or no connection; the certificate is not verified unless `sslrootcert` is given (then as `verify-ca`, libpq's rule) |
+    /// | `verify-ca` | TLS, the certificate chains to `sslrootcert` (else the system's roots) |
+    /// | `verify-full` | `verify-ca`, and the certificate names the host |
+    ///
+    /// `sslcert` and `sslkey` add a client certificate. Without the feature `tls`,
+    /// `require` and stronger are refused by [`Database::connect`](super::Database::connect).
+    ///
     /// Default: `sqlite://data/app.db`, an embedded SQLite file under `data/` in the working
     /// directory, created (folder included) on first connect, so a service runs with no
     /// database server.

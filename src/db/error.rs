@@ -209,6 +209,18 @@ impl DbError {
     }
 }
 
+/// Whether a connect failed in TLS: no TLS offered, or a certificate that does not verify.
+fn is_tls_failure(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Tls(_) => true,
+        #[cfg(feature = "tls")]
+        sqlx::Error::Io(e) => e
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
+        _ => false,
+    }
+}
+
 /// The kind of a sqlx error.
 fn classify(error: &sqlx::Error) -> DbErrorKind {
     match error {
@@ -276,7 +288,14 @@ impl fmt::Display for DbError {
                 write!(
                     f,
                     "could not connect to {target} after {attempts} attempt{plural}: {source}"
-                )
+                )?;
+                if is_tls_failure(source) {
+                    // Never plaintext instead: say what the URL asked for.
+                    f.write_str(
+                        " (the database URL's sslmode (DATABASE_URL) asks for TLS: the server must offer it, with a certificate that verifies against sslrootcert)",
+                    )?;
+                }
+                Ok(())
             }
             DbError::Migrate { dir, source } => {
                 write!(f, "migrations from {dir} failed: {source}")

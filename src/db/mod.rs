@@ -14,6 +14,15 @@
 //! | [`table_name`] | the blueprint's `<service-short>_<entity>` table names, validated |
 //! | [`Database::health`], [`Database::record_pool_metrics`] | `SELECT 1` and the pool gauges |
 //!
+//! # TLS
+//!
+//! PostgreSQL's `sslmode` in the URL is honoured (feature `tls`, rustls on ring):
+//! `sslmode=verify-full&sslrootcert=/etc/ca.pem` encrypts and verifies the server's
+//! certificate and host name. `require` and stronger never fall back to plaintext: a server
+//! that does not offer TLS fails the connect, and a build without `tls` refuses such a URL at
+//! once. sqlx's default, `prefer`, does fall back to plaintext: set `require` or stronger
+//! wherever the network is not trusted. See the table in [`DatabaseConfig::url`].
+//!
 //! # Example
 //!
 //! With the default configuration the database is an embedded SQLite file, so this runs with
@@ -73,6 +82,7 @@ mod pool;
 mod query;
 mod statement;
 mod table;
+mod tls;
 
 pub use config::DatabaseConfig;
 pub use error::{DbError, DbErrorKind};

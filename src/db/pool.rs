@@ -171,9 +171,11 @@ impl Target {
             reason: format!("invalid {scheme} database URL: {e}"),
         };
         match scheme.as_str() {
-            "postgres" | "postgresql" => PgConnectOptions::from_str(url)
-                .map(|o| Target::Postgres(o.disable_statement_logging()))
-                .map_err(invalid),
+            "postgres" | "postgresql" => {
+                let options = PgConnectOptions::from_str(url).map_err(invalid)?;
+                let options = super::tls::checked(options, url)?;
+                Ok(Target::Postgres(options.disable_statement_logging()))
+            }
             "sqlite" => {
                 let mut options = SqliteConnectOptions::from_str(url).map_err(invalid)?;
                 // sqlx names `sqlite::memory:` databases `file:sqlx-in-memory-N`.

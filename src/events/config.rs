@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How to reach NATS, and the defaults of every consumer.
@@ -29,6 +30,17 @@ pub struct NatsConfig {
     pub url: String,
     /// The connection name the server shows (`connz`), usually the service name.
     pub name: Option<String>,
+    /// PEM CA certificates the server's certificate must chain to (`NATS_CA_FILE`); default:
+    /// the system's roots. TLS is used with a `tls://` URL (required: a server that does not
+    /// speak it fails the connection) and whenever the server announces `tls_required`.
+    pub ca_file: Option<PathBuf>,
+    /// A PEM client certificate chain, for servers that verify clients
+    /// (`NATS_CLIENT_CERT_FILE`; with `client_key_file`).
+    pub client_cert_file: Option<PathBuf>,
+    /// The private key of `client_cert_file` (`NATS_CLIENT_KEY_FILE`).
+    pub client_key_file: Option<PathBuf>,
+    /// A credentials file: user JWT and NKey seed (`NATS_CREDS_FILE`). Never logged.
+    pub creds_file: Option<PathBuf>,
     /// Attempts at the first connection before [`Events::connect`](super::Events::connect)
     /// gives up (at least 1; default 5).
     pub connect_attempts: u32,
@@ -69,6 +81,10 @@ impl Default for NatsConfig {
         Self {
             url: "nats://127.0.0.1:4222".to_owned(),
             name: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            creds_file: None,
             connect_attempts: 5,
             connect_backoff_ms: 200,
             connect_timeout_ms: 2_000,
@@ -94,6 +110,57 @@ impl NatsConfig {
         }
     }
 
+    /// The default configuration for the kit's `[nats]` section: `NATS_URL`, `NATS_CA_FILE`,
+    /// `NATS_CLIENT_CERT_FILE`, `NATS_CLIENT_KEY_FILE`, `NATS_CREDS_FILE`.
+    ///
+    /// ```
+    /// use tonic_blueprint::config::Loader;
+    /// use tonic_blueprint::events::NatsConfig;
+    ///
+    /// let kit = Loader::from_pairs([("NATS_URL", "tls://nats:4222"), ("NATS_CA_FILE", "/etc/ca.pem")])
+    ///     .load()
+    ///     .unwrap();
+    /// let config = NatsConfig::from_section(&kit.nats);
+    /// assert_eq!(config.url, "tls://nats:4222");
+    /// assert_eq!(config.ca_file.as_deref(), Some(std::path::Path::new("/etc/ca.pem")));
+    /// assert_eq!(config.creds_file, None);
+    /// ```
+    #[cfg(feature = "config")]
+    pub fn from_section(section: &crate::config::NatsSection) -> Self {
+        let path = |value: &str| {
+            Some(value.trim())
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        Self {
+            url: section.url.trim().to_owned(),
+            ca_file: path(&section.ca_file),
+            client_cert_file: path(&section.client_cert_file),
+            client_key_file: path(&section.client_key_file),
+            creds_file: path(&section.creds_file),
+            ..Self::default()
+        }
+    }
+
+    /// The TLS and credential files, for the connection.
+    pub(crate) fn security(&self) -> Result<crate::nats_tls::NatsSecurity<'_>, String> {
+        let client_cert = match (&self.client_cert_file, &self.client_key_file) {
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "client_cert_file and client_key_file go together: set both or neither"
+                        .to_owned(),
+                );
+            }
+        };
+        Ok(crate::nats_tls::NatsSecurity {
+            ca_file: self.ca_file.as_deref(),
+            client_cert,
+            creds_file: self.creds_file.as_deref(),
+        })
+    }
+
     /// The server list for errors and logs: credentials removed.
     pub fn server_display(&self) -> String {
         self.url
@@ -109,6 +176,10 @@ impl fmt::Debug for NatsConfig {
         f.debug_struct("NatsConfig")
             .field("url", &self.server_display())
             .field("name", &self.name)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert_file", &self.client_cert_file)
+            .field("client_key_file", &self.client_key_file)
+            .field("creds_file", &self.creds_file)
             .field("connect_attempts", &self.connect_attempts)
             .field("connect_backoff_ms", &self.connect_backoff_ms)
             .field("connect_timeout_ms", &self.connect_timeout_ms)

@@ -71,10 +71,14 @@ impl Events {
         if addrs.is_empty() {
             return Err(EventsError::Config("no NATS URL given".to_owned()));
         }
+        let security = config.security().map_err(EventsError::Config)?;
+        let tls = crate::nats_tls::asks_for_tls(&config.url);
         let attempts = config.connect_attempts.max(1);
         let mut last_error = String::new();
         for attempt in 1..=attempts {
-            let options = connect_options(config);
+            let options = crate::nats_tls::secure(connect_options(config), &config.url, security)
+                .await
+                .map_err(EventsError::Config)?;
             match options.connect(addrs.clone()).await {
                 Ok(client) => {
                     tracing::info!(nats.server = %server, nats.attempt = attempt, "connected to NATS");
@@ -82,6 +86,10 @@ impl Events {
                 }
                 Err(e) => {
                     last_error = scrub(e.to_string());
+                    if tls {
+                        // Never plaintext: say why a tls:// URL did not connect.
+                        last_error.push_str(" (the tls:// URL requires TLS: the server must speak it, with a certificate that chains to the CA file)");
+                    }
                     tracing::warn!(
                         nats.server = %server,
                         nats.attempt = attempt,

@@ -37,18 +37,27 @@
 //! set too (feature `nats`), the cache's invalidations are broadcast on
 //! [`invalidation_subject`] so every replica drops its local copy at once; without NATS a
 //! replica's local copy lives at most [`LOCAL_TIER_TTL`].
+//!
+//! With `TLS_CERT_FILE` and `TLS_KEY_FILE` set (feature `tls`), the server speaks only TLS,
+//! with client certificates required when `TLS_CLIENT_CA_FILE` is set, and reloads its
+//! certificate on change or SIGHUP without dropping a connection: see [`tls`]. `rediss://`
+//! Redis is verified against `REDIS_CA_FILE` (else the system's roots).
 
 mod connections;
 mod in_flight;
 mod preset;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_tls;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod toggle;
 
 pub use in_flight::{InFlightBody, InFlightFuture, InFlightLimit, InFlightLimitLayer};
 pub use preset::{BoxedService, PresetStack, StackError};
 #[cfg(feature = "redis")]
-pub use redis::{LOCAL_TIER_TTL, connect_redis, invalidation_subject};
+pub use redis::{LOCAL_TIER_TTL, connect_redis, connect_redis_config, invalidation_subject};
 
 use crate::config::BlueprintConfig;
 use crate::telemetry::{self, FileOutput, LogFormat, TelemetryConfig, TelemetryGuard};
@@ -87,6 +96,14 @@ pub enum ServeError {
     Reflection(String),
     /// The server failed while serving.
     Transport(tonic::transport::Error),
+    /// The server's TLS files (or a dependency's) are unusable, or TLS is configured on a
+    /// build without the `tls` feature.
+    Tls {
+        /// The variable naming the file (`TLS_CERT_FILE`, `REDIS_CA_FILE`, ...).
+        variable: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A dependency (Redis, ...) stayed unreachable through every start-up attempt, or is
     /// configured without the feature that talks to it.
     Dependency {
@@ -116,6 +133,7 @@ impl std::fmt::Display for ServeError {
             }
             Self::Reflection(e) => write!(f, "the reflection service cannot start: {e}"),
             Self::Transport(e) => write!(f, "the gRPC server failed: {e}"),
+            Self::Tls { variable, reason } => write!(f, "{variable}: {reason}"),
             Self::Dependency {
                 name,
                 target,
@@ -135,7 +153,7 @@ impl std::error::Error for ServeError {
             Self::Stack(e) => Some(e),
             Self::Bind { source, .. } | Self::Metrics { source, .. } => Some(source),
             Self::Transport(e) => Some(e),
-            Self::Reflection(_) | Self::Dependency { .. } => None,
+            Self::Reflection(_) | Self::Dependency { .. } | Self::Tls { .. } => None,
         }
     }
 }
@@ -285,7 +303,27 @@ impl Server {
             source,
         })?;
         let kill = tokio_util::sync::CancellationToken::new();
-        let incoming = killable_incoming(listener, kill.clone());
+        #[cfg(feature = "tls")]
+        let tls = match config.tls.enabled() {
+            true => Some(std::sync::Arc::new(tls::Reloadable::load(&config.tls)?)),
+            false => None,
+        };
+        #[cfg(not(feature = "tls"))]
+        if config.tls.enabled() {
+            return Err(ServeError::Tls {
+                variable: "TLS_CERT_FILE",
+                reason: "this build has no `tls` feature: the server cannot speak TLS".to_owned(),
+            });
+        }
+        // Ends the TLS reloader with the server (or when `Running` is dropped).
+        let done = tokio_util::sync::CancellationToken::new();
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &tls {
+            let every = Some(config.tls.reload_seconds)
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs);
+            tls::spawn_reloader(tls.clone(), every, done.clone());
+        }
 
         let (stop, stopped) = oneshot::channel::<()>();
         let router = tonic::transport::Server::builder()
@@ -306,11 +344,25 @@ impl Server {
                     .add_service(reflection)
                     .add_service(reflection_v1alpha),
             );
+        let connections = kill.clone();
+        #[cfg(feature = "tls")]
+        let tls_incoming = tls.clone();
         let serving = tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stopped.await;
+            };
+            #[cfg(feature = "tls")]
+            if let Some(tls) = tls_incoming {
+                return router
+                    .serve_with_incoming_shutdown(
+                        tls::incoming(listener, tls, connections),
+                        stopped,
+                    )
+                    .await
+                    .map_err(ServeError::Transport);
+            }
             router
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = stopped.await;
-                })
+                .serve_with_incoming_shutdown(killable_incoming(listener, connections), stopped)
                 .await
                 .map_err(ServeError::Transport)
         });
@@ -325,6 +377,9 @@ impl Server {
             drain_delay: Duration::from_secs(config.server.shutdown_drain_delay_seconds),
             kill,
             hooks,
+            _done: done.drop_guard(),
+            #[cfg(feature = "tls")]
+            tls,
         })
     }
 }
@@ -341,6 +396,9 @@ pub struct Running {
     drain_delay: Duration,
     kill: tokio_util::sync::CancellationToken,
     hooks: Vec<Hook>,
+    _done: tokio_util::sync::DropGuard,
+    #[cfg(feature = "tls")]
+    tls: Option<std::sync::Arc<tls::Reloadable>>,
 }
 
 /// The longest one shutdown hook (draining NATS, closing the pool, ...) may run.
@@ -364,6 +422,29 @@ impl Running {
     /// Where `/metrics` is served, when it is.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Whether the server speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        {
+            self.tls.is_some()
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            false
+        }
+    }
+
+    /// Reads the TLS certificate, key and client CA files again now, as SIGHUP does: new
+    /// connections get them, open ones keep theirs. On error the previous certificate stays
+    /// in use. Without TLS, nothing to do.
+    #[cfg(feature = "tls")]
+    pub fn reload_tls(&self) -> Result<(), ServeError> {
+        match &self.tls {
+            Some(tls) => tls.reload(true).map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     /// The graceful shutdown, each step bounded:
@@ -436,7 +517,30 @@ async fn with_redis(
             Err(ServeError::Stack(StackError::RateLimitSecret))
         }
         Some(url) => {
-            let client = redis::connect_redis(url, 5).await?;
+            let tls = url
+                .get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case("rediss:"));
+            // Every failure names the variable; a rediss:// one says what TLS needs.
+            let client = redis::connect_redis_config(&config.redis, 5)
+                .await
+                .map_err(|e| match e {
+                    ServeError::Dependency {
+                        name,
+                        target,
+                        attempts,
+                        error,
+                    } => ServeError::Dependency {
+                        name,
+                        target: format!("{target} (REDIS_URL)"),
+                        attempts,
+                        error: if tls {
+                            format!("{error}; REDIS_URL is rediss://, so the server must speak TLS with a certificate that chains to REDIS_CA_FILE (else the system's roots)")
+                        } else {
+                            error
+                        },
+                    },
+                    other => other,
+                })?;
             redis::on_redis(stack, config, client).await
         }
         None => Ok(stack),

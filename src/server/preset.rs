@@ -45,7 +45,8 @@ pub struct PresetStack {
     pub panic_recovery: Option<PanicRecoveryLayer>,
     /// Deadlines.
     pub timeout: Option<TimeoutLayer>,
-    /// Verified callers (present when `AUTH_JWT_SECRET` or `AUTH_JWKS_URL` is set).
+    /// Verified callers (present when `AUTH_JWT_SECRET` or `AUTH_JWKS_URL` is set, or client
+    /// certificates name callers: `TLS_CLIENT_CA_FILE` with `AUTH_MTLS_IDENTITY` not `off`).
     pub auth: Option<AuthLayer>,
     /// Quotas per caller and method.
     pub rate_limit: Option<RateLimitLayer>,
@@ -155,7 +156,8 @@ impl PresetStack {
                     })
                     .stream_timeout(config.timeout.stream_timeout()),
             ),
-            auth: config.auth.enabled().then(|| auth_layer(config, None)),
+            auth: (config.auth.enabled() || mtls_identity(config).is_some())
+                .then(|| auth_layer(config, None)),
             rate_limit: Some(rate_limit),
             #[cfg(feature = "validation")]
             validation: Some(validation),
@@ -172,7 +174,9 @@ impl PresetStack {
 /// The auth layer of `config`: HS256 tokens signed with `AUTH_JWT_SECRET`, and tokens signed
 /// with the keys of `jwks` (fetched from `AUTH_JWKS_URL` by [`super::Server::preset_stack`]);
 /// `iss` and `aud` checked when `AUTH_ISSUER` and `AUTH_AUDIENCE` are set. Without `jwks`,
-/// a token only the JWKS could verify is refused: the layer fails closed.
+/// a token only the JWKS could verify is refused: the layer fails closed. With client
+/// certificates required (`TLS_CLIENT_CA_FILE`), a call without a token is the
+/// certificate's subject (`AUTH_MTLS_IDENTITY`).
 pub(super) fn auth_layer(config: &BlueprintConfig, jwks: Option<crate::auth::Jwks>) -> AuthLayer {
     let auth = &config.auth;
     let mut verifier = JwtVerifier::new();
@@ -188,7 +192,28 @@ pub(super) fn auth_layer(config: &BlueprintConfig, jwks: Option<crate::auth::Jwk
     if !auth.audience.trim().is_empty() {
         verifier = verifier.audience(auth.audience.trim());
     }
-    AuthLayer::new().jwt(verifier)
+    let layer = AuthLayer::new().jwt(verifier);
+    #[cfg(feature = "tls")]
+    if let Some(from) = mtls_identity(config) {
+        return layer
+            .peer_identity(move |extensions| super::tls::client_identity(extensions, from));
+    }
+    layer
+}
+
+/// What names a caller from its client certificate, when the server verifies them.
+#[cfg(feature = "tls")]
+fn mtls_identity(config: &BlueprintConfig) -> Option<super::tls::MtlsIdentity> {
+    if !config.tls.client_auth() {
+        return None;
+    }
+    super::tls::MtlsIdentity::parse(&config.auth.mtls_identity)
+}
+
+/// Without the `tls` feature the server verifies no client certificate.
+#[cfg(not(feature = "tls"))]
+fn mtls_identity(_config: &BlueprintConfig) -> Option<std::convert::Infallible> {
+    None
 }
 
 /// `quota` for each known method on its own (`RATE_LIMIT_PER_MINUTE` is per caller and

@@ -3,6 +3,7 @@
 
 use super::ServeError;
 use super::preset::PresetStack;
+use super::redis_tls::RedisTls;
 use crate::cache::{MokaStore, RedisStore, TwoTierStore};
 use crate::config::BlueprintConfig;
 use crate::rate_limit::redis::RedisBackend;
@@ -33,6 +34,21 @@ const CHECK_TIMEOUT: Duration = Duration::from_millis(50);
 /// written, and a connection that stops answering is dropped and dialled again (2 s dial and
 /// handshake limits) while the kit's commands fail at once.
 pub async fn connect_redis(url: &str, attempts: u32) -> Result<Client, ServeError> {
+    connect(url, &RedisTls::default(), attempts).await
+}
+
+/// [`connect_redis`] with the kit's `[redis]` section: `REDIS_URL`, and for `rediss://` the
+/// server verified against `REDIS_CA_FILE` (else the system's roots) and the client
+/// certificate of `REDIS_CLIENT_CERT_FILE` and `REDIS_CLIENT_KEY_FILE`.
+pub async fn connect_redis_config(
+    section: &crate::config::RedisSection,
+    attempts: u32,
+) -> Result<Client, ServeError> {
+    let url = section.get().unwrap_or_default();
+    connect(url, &RedisTls::of(section), attempts).await
+}
+
+async fn connect(url: &str, tls: &RedisTls, attempts: u32) -> Result<Client, ServeError> {
     let target = redact(url);
     let config = Config::from_url(url).map_err(|e| ServeError::Dependency {
         name: "Redis",
@@ -40,6 +56,7 @@ pub async fn connect_redis(url: &str, attempts: u32) -> Result<Client, ServeErro
         attempts: 0,
         error: e.to_string(),
     })?;
+    let config = tls.apply(url, config)?;
     let mut delay = Duration::from_millis(200);
     let mut last = String::new();
     for attempt in 1..=attempts.max(1) {
@@ -142,7 +159,19 @@ async fn broadcast(
         attempts: 1,
         error,
     };
-    let client = tokio::time::timeout(Duration::from_secs(10), async_nats::connect(url))
+    let section = &config.nats;
+    fn path(value: &str) -> Option<&std::path::Path> {
+        Some(std::path::Path::new(value.trim())).filter(|p| !p.as_os_str().is_empty())
+    }
+    let security = crate::nats_tls::NatsSecurity {
+        ca_file: path(&section.ca_file),
+        client_cert: path(&section.client_cert_file).zip(path(&section.client_key_file)),
+        creds_file: path(&section.creds_file),
+    };
+    let options = crate::nats_tls::secure(async_nats::ConnectOptions::new(), url, security)
+        .await
+        .map_err(failed)?;
+    let client = tokio::time::timeout(Duration::from_secs(10), options.connect(url))
         .await
         .map_err(|_| failed("no connection within 10 s".to_owned()))?
         .map_err(|e| failed(e.to_string()))?;

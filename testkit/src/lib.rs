@@ -29,6 +29,7 @@
 mod capture;
 pub mod load;
 mod own_server;
+mod pki;
 pub mod prom;
 mod raw;
 mod request;
@@ -37,7 +38,8 @@ mod service;
 mod validated;
 
 pub use capture::{Captured, counters_by_method, grpc_http_request, unary_http_request};
-pub use own_server::{OwnNats, OwnRedis, free_port, unique_prefix};
+pub use own_server::{OwnNats, OwnPostgres, OwnRedis, ServerTls, free_port, unique_prefix};
+pub use pki::{CertFiles, TestPki};
 pub use raw::{RawClient, RawResponse};
 pub use server::TestServer;
 pub use service::{HandlerCounts, PANIC_TEXT, TestService};
