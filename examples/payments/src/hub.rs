@@ -160,18 +160,19 @@ impl WatchError {
         }
     }
 
-    /// The status, with an `ErrorInfo` carrying the reason and, for a watch that ran, the
-    /// sequence to resume after.
+    /// The status: the English message for developers, an `ErrorInfo` carrying the reason
+    /// and, for a watch that ran, the sequence to resume after, and for a caller speaking
+    /// another language a `LocalizedMessage` in it.
     pub fn status(self, lang: Lang, resume_after: Option<u64>) -> Status {
         let mut metadata = HashMap::new();
         if let Some(sequence) = resume_after {
             metadata.insert("after_sequence".to_owned(), sequence.to_string());
         }
-        Status::with_error_details(
-            self.code(),
-            self.message(lang),
-            ErrorDetails::with_error_info(self.reason(), ERROR_DOMAIN, metadata),
-        )
+        let mut details = ErrorDetails::with_error_info(self.reason(), ERROR_DOMAIN, metadata);
+        if lang != Lang::En {
+            details.set_localized_message(lang.tag(), self.message(lang));
+        }
+        Status::with_error_details(self.code(), self.message(Lang::En), details)
     }
 }
 

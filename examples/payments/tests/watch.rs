@@ -442,6 +442,33 @@ async fn the_watcher_limits_refuse_with_resource_exhausted() {
         "too many watches open for this user: close one before opening another"
     );
     assert_eq!(error_info(&refused).0, "TOO_MANY_WATCHERS_PER_USER");
+    // A caller speaking Spanish: the same English message, and a LocalizedMessage in Spanish.
+    let mut spanish = authed(
+        WatchPaymentsRequest {
+            user_id: "ann".to_owned(),
+            after_sequence: None,
+        },
+        "ann",
+    );
+    spanish
+        .metadata_mut()
+        .insert("grpc-accept-language", "es".parse().expect("ascii"));
+    let refused = client
+        .watch_payments(spanish)
+        .await
+        .expect_err("ann's third, in Spanish");
+    assert_eq!(
+        refused.message(),
+        "too many watches open for this user: close one before opening another"
+    );
+    let localized = refused
+        .get_details_localized_message()
+        .expect("a LocalizedMessage");
+    assert_eq!(localized.locale, "es");
+    assert!(
+        localized.message.starts_with("demasiadas suscripciones"),
+        "{localized:?}"
+    );
 
     let mut ben = watch(&mut client, "ben", None).await.expect("ben");
     let refused = watch(&mut client, "cid", None)
