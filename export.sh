@@ -129,5 +129,20 @@ export LOG_DIR=""
 # the log filter when RUST_LOG is not set
 export LOG_LEVEL="info"
 
+# OTLP/gRPC endpoint spans are exported to (feature otel), such as http://127.0.0.1:4317; empty: no export
+export OTEL_EXPORTER_OTLP_ENDPOINT=""
+
+# service.name of the exported spans; empty: SERVICE_NAME
+export OTEL_SERVICE_NAME=""
+
+# which traces are recorded: the caller's decision, else a new trace always (the default)
+export OTEL_TRACES_SAMPLER="parentbased_always_on"
+
+# the ratio of the traceidratio samplers, from 0 to 1; empty: 1
+export OTEL_TRACES_SAMPLER_ARG=""
+
+# true: export no spans (trace ids are still logged and carried on)
+export OTEL_SDK_DISABLED="false"
+
 # An optional TOML file with the same settings by section; variables win.
 export CONFIG_FILE=""

@@ -47,6 +47,8 @@ pub enum Kind {
     Url(&'static [&'static str]),
     /// One of these words.
     OneOf(&'static [&'static str]),
+    /// A fraction from 0 to 1 (`0.25`), or empty for unset.
+    Ratio,
 }
 
 /// One environment variable.
@@ -362,6 +364,48 @@ pub const VARIABLES: &[Variable] = &[
         default: "info",
         help: "the log filter when RUST_LOG is not set",
     },
+    Variable {
+        name: "OTEL_EXPORTER_OTLP_ENDPOINT",
+        key: "otel.exporter_otlp_endpoint",
+        kind: Kind::Url(&["http", "https"]),
+        default: "",
+        help: "OTLP/gRPC endpoint spans are exported to (feature otel), such as http://127.0.0.1:4317; empty: no export",
+    },
+    Variable {
+        name: "OTEL_SERVICE_NAME",
+        key: "otel.service_name",
+        kind: Kind::Text,
+        default: "",
+        help: "service.name of the exported spans; empty: SERVICE_NAME",
+    },
+    Variable {
+        name: "OTEL_TRACES_SAMPLER",
+        key: "otel.traces_sampler",
+        kind: Kind::OneOf(&[
+            "parentbased_always_on",
+            "parentbased_always_off",
+            "parentbased_traceidratio",
+            "always_on",
+            "always_off",
+            "traceidratio",
+        ]),
+        default: "parentbased_always_on",
+        help: "which traces are recorded: the caller's decision, else a new trace always (the default)",
+    },
+    Variable {
+        name: "OTEL_TRACES_SAMPLER_ARG",
+        key: "otel.traces_sampler_arg",
+        kind: Kind::Ratio,
+        default: "",
+        help: "the ratio of the traceidratio samplers, from 0 to 1; empty: 1",
+    },
+    Variable {
+        name: "OTEL_SDK_DISABLED",
+        key: "otel.sdk_disabled",
+        kind: Kind::OneOf(&["false", "true"]),
+        default: "false",
+        help: "true: export no spans (trace ids are still logged and carried on)",
+    },
 ];
 
 /// The variable naming the optional TOML file.
@@ -397,6 +441,8 @@ pub struct BlueprintConfig {
     pub validation: ValidationSection,
     /// `[logging]`.
     pub logging: LoggingSection,
+    /// `[otel]`.
+    pub otel: OtelSection,
 }
 
 /// `[service]`.
@@ -659,6 +705,29 @@ impl LoggingSection {
         Some(self.dir.trim())
             .filter(|d| !d.is_empty())
             .map(PathBuf::from)
+    }
+}
+
+/// `[otel]`: OpenTelemetry span export (feature `otel`), by the standard variables.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[non_exhaustive]
+pub struct OtelSection {
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (empty: no export).
+    pub exporter_otlp_endpoint: String,
+    /// `OTEL_SERVICE_NAME` (empty: `SERVICE_NAME`).
+    pub service_name: String,
+    /// `OTEL_TRACES_SAMPLER`.
+    pub traces_sampler: String,
+    /// `OTEL_TRACES_SAMPLER_ARG`.
+    pub traces_sampler_arg: String,
+    /// `OTEL_SDK_DISABLED`: `true` or `false`.
+    pub sdk_disabled: String,
+}
+
+impl OtelSection {
+    /// Whether `OTEL_SDK_DISABLED` is `true`.
+    pub fn disabled(&self) -> bool {
+        self.sdk_disabled.trim() == "true"
     }
 }
 
@@ -962,6 +1031,13 @@ fn check(kind: Kind, value: &str) -> Result<(), String> {
                 Ok(())
             } else {
                 Err(format!("must be one of {}", words.join(", ")))
+            }
+        }
+        Kind::Ratio => {
+            if value.is_empty() || value.parse::<f64>().is_ok_and(|r| (0.0..=1.0).contains(&r)) {
+                Ok(())
+            } else {
+                Err("not a ratio from 0 to 1".to_owned())
             }
         }
     }

@@ -20,7 +20,7 @@ use crate::metrics::exporter::{self, MetricType};
 /// One described metric: its name, type and help text.
 pub type Description = (&'static str, MetricType, &'static str);
 
-/// The metrics of the helpers compiled in (features `db`, `events`, `nats`).
+/// The metrics of the helpers compiled in (features `db`, `events`, `nats`, `otel`).
 pub fn descriptions() -> Vec<Description> {
     #[allow(unused_mut)] // Empty without the helper features.
     let mut table: Vec<Description> = Vec::new();
@@ -96,6 +96,12 @@ pub fn descriptions() -> Vec<Description> {
         crate::cache::INVALIDATIONS_RECEIVED,
         MetricType::Counter,
         "Response cache invalidation messages applied from other replicas.",
+    ));
+    #[cfg(feature = "otel")]
+    table.push((
+        crate::telemetry::otel::SPANS_DROPPED,
+        MetricType::Counter,
+        "Spans dropped because the OpenTelemetry export queue was full.",
     ));
     table
 }

@@ -7,6 +7,10 @@ use super::counters::{DEAD_LETTERED, DELIVERED, FAILED, TIMED_OUT, count};
 use super::delivery::{Delivery, EventHandler};
 use super::error::EventsError;
 use super::subject::{Subject, check_literal, check_name};
+use crate::core::CurrentCall;
+use crate::core::trace::{
+    self, Attribute, BAGGAGE, FinishedSpan, SpanKind, TRACEPARENT, TRACESTATE, TraceContext,
+};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
@@ -16,7 +20,9 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tracing::Instrument;
 
 /// A running consumer: stop it alone, or let [`Events::drain`] stop them all.
 #[derive(Debug, Clone)]
@@ -202,6 +208,11 @@ where
     /// Decodes the payload and runs the handler once, for at most `handler_timeout_ms`; the
     /// error text on failure (a bad payload, an `Err`, a panic, the timeout), counted and
     /// logged. On timeout the handler's future is dropped.
+    ///
+    /// The attempt is a consumer span (`nats.process`) in the publisher's trace (its
+    /// `traceparent`, else a new trace): every line it and the handler log carries
+    /// `trace_id` and `span_id`, the handler runs as the current call of that trace, and a
+    /// sampled span is recorded (`process <subject>`, `messaging.*` attributes).
     pub(crate) async fn attempt(
         &self,
         subject: &str,
@@ -209,6 +220,60 @@ where
         payload: &Bytes,
         attempt: u32,
         stream_sequence: Option<u64>,
+    ) -> Result<(), Failure> {
+        let trace = TraceContext::incoming(&trace_headers(headers));
+        let (trace_id, span_id) = (trace.trace_id().to_hex(), trace.span_id().to_hex());
+        let span = tracing::info_span!(
+            "nats.process",
+            messaging.system = "nats",
+            messaging.destination.name = subject,
+            nats.attempt = attempt,
+            request_id = request_id(headers),
+            trace_id = trace_id.as_str(),
+            span_id = span_id.as_str(),
+        );
+        let start = SystemTime::now();
+        let outcome = self
+            .run(subject, headers, payload, attempt, stream_sequence, &trace)
+            .instrument(span)
+            .await;
+        if trace.is_sampled() {
+            let name = format!("process {subject}");
+            let mut attributes = vec![
+                Attribute::str("messaging.system", "nats"),
+                Attribute::str("messaging.destination.name", subject),
+                Attribute::str("messaging.operation.type", "process"),
+                Attribute::str("messaging.operation.name", "process"),
+                Attribute::i64("messaging.nats.attempt", i64::from(attempt)),
+            ];
+            if let Some(id) = headers.and_then(|h| h.get(super::context::headers::MESSAGE_ID)) {
+                attributes.push(Attribute::str("messaging.message.id", id.as_str()));
+            }
+            if let Some(id) = request_id(headers) {
+                attributes.push(Attribute::str("request_id", id));
+            }
+            trace::record(&FinishedSpan {
+                name: &name,
+                kind: SpanKind::Consumer,
+                context: &trace,
+                start,
+                end: SystemTime::now(),
+                attributes: &attributes,
+                error: outcome.as_ref().err().map(|f| f.error.as_str()),
+            });
+        }
+        outcome
+    }
+
+    /// [`attempt`](Self::attempt) inside its span.
+    async fn run(
+        &self,
+        subject: &str,
+        headers: Option<&HeaderMap>,
+        payload: &Bytes,
+        attempt: u32,
+        stream_sequence: Option<u64>,
+        trace: &TraceContext,
     ) -> Result<(), Failure> {
         let event = match serde_json::from_slice::<T>(payload) {
             Ok(event) => event,
@@ -221,11 +286,13 @@ where
                 return Err(failure);
             }
         };
-        let delivery = Delivery::received(event, subject, headers, attempt, stream_sequence);
+        let mut delivery = Delivery::received(event, subject, headers, attempt, stream_sequence);
+        delivery.trace = Some(trace.clone());
         let request_id = delivery.request_id.clone();
         let limit = self.options.handler_timeout();
-        let handling =
-            AssertUnwindSafe(async { self.handler.handle(delivery).await }).catch_unwind();
+        let call = CurrentCall::new(trace.clone(), request_id.clone(), None);
+        let handling = AssertUnwindSafe(call.scope(async { self.handler.handle(delivery).await }))
+            .catch_unwind();
         let Ok(outcome) = tokio::time::timeout(limit, handling).await else {
             let error = format!("the handler timed out after {} ms", limit.as_millis());
             count(TIMED_OUT, self.subject.as_str());
@@ -320,6 +387,22 @@ pub(crate) struct Failure {
     pub(crate) error: String,
     /// False when retrying cannot help (the payload does not decode).
     pub(crate) retryable: bool,
+}
+
+/// The W3C trace headers of a message, as HTTP headers for the parsers.
+fn trace_headers(headers: Option<&HeaderMap>) -> tonic::codegen::http::HeaderMap {
+    let mut map = tonic::codegen::http::HeaderMap::new();
+    let Some(headers) = headers else {
+        return map;
+    };
+    for name in [TRACEPARENT, TRACESTATE, BAGGAGE] {
+        for value in headers.get_all(name.as_str()) {
+            if let Ok(value) = tonic::codegen::http::HeaderValue::from_str(value.as_str()) {
+                map.append(name.clone(), value);
+            }
+        }
+    }
+    map
 }
 
 pub(crate) fn request_id(headers: Option<&HeaderMap>) -> Option<&str> {

@@ -1,11 +1,18 @@
-//! What an event carries from the RPC that caused it: the request id, and the message id.
+//! What an event carries from the RPC that caused it: the request id, the trace, and the
+//! message id.
 
-use crate::core::{Deadline, RequestId};
+use crate::core::{CurrentCall, Deadline, RequestId, TraceContext};
 
 /// The headers the events helper writes and reads.
 pub mod headers {
     /// The request id of the RPC that published the event (from the RequestLogging layer).
     pub const REQUEST_ID: &str = crate::core::request_id::HEADER;
+    /// W3C `traceparent` of the span that published the event: consumers continue its trace.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// W3C `tracestate` carried with [`TRACEPARENT`].
+    pub const TRACESTATE: &str = "tracestate";
+    /// W3C `baggage` carried with [`TRACEPARENT`].
+    pub const BAGGAGE: &str = "baggage";
     /// The payload encoding: [`JSON`].
     pub const CONTENT_TYPE: &str = "Content-Type";
     /// The `Content-Type` of a JSON payload.
@@ -20,10 +27,12 @@ pub mod headers {
     pub const DEAD_LETTER_SUBJECT: &str = "x-dead-letter-subject";
 }
 
-/// What an event publish carries besides the event: the request id of the RPC that caused
-/// it, and optionally a message id of the caller's choosing.
+/// What an event publish carries besides the event: the request id and the trace of the RPC
+/// that caused it, and optionally a message id of the caller's choosing.
 ///
-/// Build it from the current call, so the consumer's logs carry the same request id:
+/// Build it from the current call, so the consumer's logs carry the same request id and
+/// trace id (a context without a trace takes the one of the call being served, when the
+/// publish happens inside one):
 ///
 /// ```
 /// use tonic_blueprint::core::RequestId;
@@ -42,6 +51,7 @@ pub struct EventContext {
     request_id: Option<RequestId>,
     message_id: Option<String>,
     deadline: Option<Deadline>,
+    trace: Option<TraceContext>,
 }
 
 impl EventContext {
@@ -50,7 +60,8 @@ impl EventContext {
         Self::default()
     }
 
-    /// The request id stored in these extensions (by the RequestLogging layer), if any.
+    /// The request id and trace stored in these extensions (by the RequestLogging layer), if
+    /// any.
     ///
     /// With the call's [`Deadline`] (put there by the Timeout layer), a publish is on the
     /// request path: bounded by `request_publish_timeout_ms` and the deadline, and failing at
@@ -60,6 +71,7 @@ impl EventContext {
             request_id: extensions.get::<RequestId>().cloned(),
             message_id: None,
             deadline: extensions.get::<Deadline>().copied(),
+            trace: extensions.get::<TraceContext>().cloned(),
         }
     }
 
@@ -77,6 +89,21 @@ impl EventContext {
     pub fn with_request_id(mut self, request_id: RequestId) -> Self {
         self.request_id = Some(request_id);
         self
+    }
+
+    /// In this trace: the event carries `traceparent` (this span as the parent), and the
+    /// trace's `tracestate` and `baggage`.
+    pub fn with_trace(mut self, trace: TraceContext) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+
+    /// The trace the event carries: the one given, else the current call's (the handler
+    /// being served on this thread, see [`CurrentCall`]).
+    pub fn trace(&self) -> Option<TraceContext> {
+        self.trace
+            .clone()
+            .or_else(|| CurrentCall::get().map(|call| call.trace().clone()))
     }
 
     /// On the request path of a call that must answer by `deadline`: the publish (retries

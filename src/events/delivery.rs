@@ -1,7 +1,7 @@
 //! What a handler receives, and what a handler is.
 
 use super::context::{EventContext, headers};
-use crate::core::RequestId;
+use crate::core::{RequestId, TraceContext};
 use async_nats::HeaderMap;
 use std::fmt;
 use std::future::Future;
@@ -25,6 +25,11 @@ pub struct Delivery<T> {
     pub attempt: u32,
     /// JetStream: its sequence in the stream.
     pub stream_sequence: Option<u64>,
+    /// The consumer span this attempt runs in: the publisher's trace continued (from its
+    /// `traceparent`), or a new trace. The handler runs as the current call of this trace,
+    /// so the calls it makes through the outgoing-call layer and the events it publishes
+    /// carry it on.
+    pub trace: Option<TraceContext>,
 }
 
 impl<T> Delivery<T> {
@@ -38,6 +43,7 @@ impl<T> Delivery<T> {
             message_id: None,
             attempt: 1,
             stream_sequence: None,
+            trace: None,
         }
     }
 
@@ -46,11 +52,15 @@ impl<T> Delivery<T> {
         self.headers.get(name).map(|v| v.as_str())
     }
 
-    /// The context to publish follow-up events with: the same request id.
+    /// The context to publish follow-up events with: the same request id and trace.
     pub fn context(&self) -> EventContext {
-        match &self.request_id {
+        let context = match &self.request_id {
             Some(id) => EventContext::new().with_request_id(id.clone()),
             None => EventContext::new(),
+        };
+        match &self.trace {
+            Some(trace) => context.with_trace(trace.clone()),
+            None => context,
         }
     }
 
@@ -76,6 +86,7 @@ impl<T> Delivery<T> {
             message_id,
             attempt,
             stream_sequence,
+            trace: None,
         }
     }
 }

@@ -38,8 +38,9 @@ impl Events {
     /// Publishes `event` as JSON on core NATS and flushes it to the server (at most once:
     /// subscribers connected now receive it).
     ///
-    /// Headers: `x-request-id` (when `ctx` has one), `Content-Type: application/json`,
-    /// `Nats-Msg-Id`.
+    /// Headers: `x-request-id` (when `ctx` has one), `traceparent` with `tracestate` and
+    /// `baggage` (when `ctx` or the call being served has a trace), `Content-Type:
+    /// application/json`, `Nats-Msg-Id`.
     ///
     /// On the request path (a context with the call's deadline, such as
     /// [`EventContext::from_request`] gives behind the Timeout layer) it fails at once while
@@ -162,6 +163,20 @@ impl Events {
         let mut map = HeaderMap::new();
         if let Some(id) = ctx.request_id() {
             map.insert(headers::REQUEST_ID, id.as_str());
+        }
+        if let Some(trace) = ctx.trace() {
+            // The publishing span is the consumer's parent.
+            if let Ok(parent) = trace.traceparent().to_str() {
+                map.insert(headers::TRACEPARENT, parent);
+            }
+            for (name, value) in [
+                (headers::TRACESTATE, trace.tracestate()),
+                (headers::BAGGAGE, trace.baggage()),
+            ] {
+                if let Some(text) = value.and_then(|v| v.to_str().ok()) {
+                    map.insert(name, text);
+                }
+            }
         }
         map.insert(headers::CONTENT_TYPE, headers::JSON);
         let message_id = ctx

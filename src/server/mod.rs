@@ -158,9 +158,35 @@ impl std::error::Error for ServeError {
     }
 }
 
-/// Logging as configured (`LOG_FORMAT`, `LOG_DIR`, `LOG_LEVEL`); keep the guard until exit.
+/// Logging as configured (`LOG_FORMAT`, `LOG_DIR`, `LOG_LEVEL`), and with the `otel`
+/// feature the span exporter (`OTEL_EXPORTER_OTLP_ENDPOINT`, ...; see
+/// [`telemetry::otel`](crate::telemetry::otel)); keep the guard until exit.
 pub fn init_logging(config: &BlueprintConfig) -> Result<TelemetryGuard, telemetry::TelemetryError> {
-    telemetry::init(&telemetry_config(config))
+    let guard = telemetry::init(&telemetry_config(config))?;
+    #[cfg(feature = "otel")]
+    let guard = guard.with_otel(telemetry::otel::init(&otel_config(config)?)?);
+    Ok(guard)
+}
+
+/// The [`OtelConfig`](telemetry::otel::OtelConfig) of `config`: `OTEL_EXPORTER_OTLP_ENDPOINT`,
+/// `OTEL_SERVICE_NAME` (else `SERVICE_NAME`), `OTEL_TRACES_SAMPLER` with
+/// `OTEL_TRACES_SAMPLER_ARG`, `OTEL_SDK_DISABLED`.
+#[cfg(feature = "otel")]
+pub fn otel_config(
+    config: &BlueprintConfig,
+) -> Result<telemetry::otel::OtelConfig, telemetry::TelemetryError> {
+    let otel = &config.otel;
+    let service_name = match otel.service_name.trim() {
+        "" => config.service.name.clone(),
+        name => name.to_owned(),
+    };
+    let mut out =
+        telemetry::otel::OtelConfig::new(otel.exporter_otlp_endpoint.trim(), service_name);
+    out.sampler =
+        crate::core::trace::Sampler::from_otel(&otel.traces_sampler, &otel.traces_sampler_arg)
+            .map_err(|e| telemetry::TelemetryError::Otel(format!("OTEL_TRACES_SAMPLER: {e}")))?;
+    out.disabled = otel.disabled();
+    Ok(out)
 }
 
 /// The [`TelemetryConfig`] of `config`.

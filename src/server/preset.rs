@@ -29,6 +29,9 @@ pub type BoxedService = BoxCloneSyncService<
 /// Timeout, Auth, RateLimit, RequestValidation, ResponseCache. Errors of inner layers are
 /// answered as gRPC statuses inside Metrics ([`ErrorStatus`]). Set a field to `None` to remove a layer, or
 /// to a layer of your own to replace it.
+/// Right inside Auth, [`CurrentCallLayer`](tonic_blueprint_core::CurrentCallLayer) notes the
+/// effective deadline and the caller in the call being served, for the
+/// [`PropagateLayer`](crate::logging::PropagateLayer) of outgoing calls.
 ///
 /// The layers nest as plain types (a removed layer costs one branch); only the whole stack is
 /// boxed, into [`BoxedService`].
@@ -245,6 +248,9 @@ where
         #[cfg(feature = "validation")]
         let service = toggle(self.validation.as_ref(), service);
         let service = toggle(self.rate_limit.as_ref(), service);
+        // Inside Timeout and Auth: the call being served (made current by logging) learns
+        // its effective deadline and caller, for the outgoing calls and events it causes.
+        let service = tonic_blueprint_core::current::NoteCurrentCall::new(service);
         let service = toggle(self.auth.as_ref(), service);
         let service = toggle(self.timeout.as_ref(), service);
         let service = toggle(self.panic_recovery.as_ref(), service);

@@ -38,6 +38,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 mod json;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod writer;
 
 /// The largest write to a size-rotated file: files overshoot their limit by at most this.
@@ -120,6 +122,9 @@ impl Default for TelemetryConfig {
 #[derive(Debug)]
 #[must_use = "dropping the guard stops the log writer"]
 pub struct TelemetryGuard {
+    // Dropped first: the exporter's last words still reach the log.
+    #[cfg(feature = "otel")]
+    otel: Option<otel::OtelGuard>,
     writer: writer::Worker,
 }
 
@@ -128,6 +133,20 @@ impl TelemetryGuard {
     /// also reported in the log once the writer catches up.
     pub fn dropped_lines(&self) -> u64 {
         self.writer.dropped_lines()
+    }
+
+    /// Keeps `otel` (the span exporter) alive as long as the logs: dropping this guard stops
+    /// both, the exporter first.
+    #[cfg(feature = "otel")]
+    pub fn with_otel(mut self, otel: Option<otel::OtelGuard>) -> Self {
+        self.otel = otel;
+        self
+    }
+
+    /// The span exporter, when one runs.
+    #[cfg(feature = "otel")]
+    pub fn otel(&self) -> Option<&otel::OtelGuard> {
+        self.otel.as_ref()
     }
 }
 
@@ -143,6 +162,8 @@ pub enum TelemetryError {
     AlreadyInstalled,
     /// The writer thread could not be started.
     Writer(std::io::Error),
+    /// The OpenTelemetry exporter could not be started.
+    Otel(String),
 }
 
 impl std::fmt::Display for TelemetryError {
@@ -154,6 +175,7 @@ impl std::fmt::Display for TelemetryError {
                 f.write_str("a global tracing subscriber is already installed")
             }
             Self::Writer(e) => write!(f, "cannot start the log writer thread: {e}"),
+            Self::Otel(e) => write!(f, "OpenTelemetry: {e}"),
         }
     }
 }
@@ -251,7 +273,11 @@ fn install(
     if !installed {
         return Err(TelemetryError::AlreadyInstalled);
     }
-    Ok(TelemetryGuard { writer: worker })
+    Ok(TelemetryGuard {
+        #[cfg(feature = "otel")]
+        otel: None,
+        writer: worker,
+    })
 }
 
 #[cfg(test)]
