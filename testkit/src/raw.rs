@@ -130,6 +130,30 @@ impl RawResponse {
         }
     }
 
+    /// The status's `google.rpc.LocalizedMessage` (from `grpc-status-details-bin`) as
+    /// `(locale, message)`, or `None` when the details hold none.
+    ///
+    /// # Panics
+    /// When the details are not a `google.rpc.Status` with the code and message of the
+    /// `grpc-status` and `grpc-message` headers (gRPC clients check they agree).
+    pub fn localized_message(&self) -> Option<(String, String)> {
+        use tonic_blueprint_core::catalogue::tonic_types::{StatusExt, pb};
+        let status = self.status()?;
+        if status.details().is_empty() {
+            return None;
+        }
+        let inner: pb::Status =
+            prost::Message::decode(status.details()).expect("details are a google.rpc.Status");
+        assert_eq!(inner.code, status.code() as i32, "details' code");
+        assert_eq!(inner.message, status.message(), "details' message");
+        let localized = status
+            .check_error_details()
+            .expect("details decode")
+            .localized_message()
+            .cloned()?;
+        Some((localized.locale, localized.message))
+    }
+
     /// A response header as text, or `""` when absent or not text.
     pub fn header(&self, name: &str) -> &str {
         self.headers

@@ -1,22 +1,61 @@
 //! The error catalogue: every message a blueprint layer sends to a client, in English and
-//! Spanish, chosen from the request's `grpc-accept-language` or `accept-language` metadata.
+//! Spanish, and the statuses built from it after Google's error model (AIP-193).
+//!
+//! A status's `grpc-message` is for developers: always English. The caller's language, read
+//! from `grpc-accept-language`, then `accept-language` ([`Lang::from_headers`]), gets the text
+//! in a `google.rpc.LocalizedMessage` detail (locale = the BCP 47 tag), next to the status's
+//! other details in `grpc-status-details-bin`, whose `google.rpc.Status` carries the same code
+//! and message as the headers. An English caller gets no LocalizedMessage.
 //!
 //! Messages say what was wrong with the request, never anything about the server: no panic
 //! text, SQL, backend error or address ever goes into one. Layers capture the caller's
-//! [`Lang`] when the call arrives and look the text up when they answer.
+//! [`Lang`] when the call arrives and build the status with [`status`] (or, with details of
+//! their own such as BadRequest or RetryInfo, [`status_with_details`]) when they answer.
+//!
+//! The catalogue is open: a service declares its own texts as [`Message`]s (a key, the
+//! English text, its translations), lists them in a [`Catalogue`] that a test checks, and
+//! builds its statuses the same way.
 //!
 //! ```
-//! use tonic_blueprint_core::catalogue::{Lang, Text};
+//! use tonic::Code;
+//! use tonic_blueprint_core::catalogue::{self, Catalogue, Lang, Message, Text};
+//! use tonic_types::StatusExt;
 //!
 //! let mut metadata = http::HeaderMap::new();
 //! metadata.insert("accept-language", "es-MX,es;q=0.9,en;q=0.5".parse().unwrap());
 //! let lang = Lang::from_headers(&metadata);
 //! assert_eq!(lang, Lang::Es);
 //! assert_eq!(Text::DeadlineExceeded.text(lang), "plazo excedido");
-//! assert_eq!(Text::DeadlineExceeded.text(Lang::En), "deadline exceeded");
+//!
+//! // grpc-message in English, the caller's language in a LocalizedMessage.
+//! let status = catalogue::status(Code::DeadlineExceeded, Text::DeadlineExceeded, lang);
+//! assert_eq!(status.message(), "deadline exceeded");
+//! let localized = status.get_details_localized_message().unwrap();
+//! assert_eq!(localized.locale, "es");
+//! assert_eq!(localized.message, "plazo excedido");
+//!
+//! // A service's own messages, built the same way.
+//! const NOT_FOUND: Message =
+//!     Message::new("payments.not_found", "payment not found").es("pago no encontrado");
+//! const PAYMENTS: Catalogue = Catalogue::new(&[NOT_FOUND]);
+//! assert_eq!(PAYMENTS.check(), Ok(()));
+//! let status = catalogue::status(Code::NotFound, NOT_FOUND, Lang::Es);
+//! assert_eq!(status.message(), "payment not found");
+//! assert_eq!(status.get_details_localized_message().unwrap().message, "pago no encontrado");
+//! // An English caller: the message alone, no details.
+//! assert!(catalogue::status(Code::NotFound, NOT_FOUND, Lang::En).details().is_empty());
 //! ```
 
 use http::HeaderMap;
+use std::borrow::Cow;
+use std::fmt;
+use tonic::metadata::MetadataMap;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, LocalizedMessage, StatusExt};
+
+/// tonic-types, whose [`ErrorDetails`] the status builders take and
+/// whose `StatusExt` reads the details back (`get_details_localized_message`).
+pub use tonic_types;
 
 /// A language the catalogue speaks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -206,72 +245,337 @@ impl Text {
 
     /// The message in `lang`.
     pub fn text(self, lang: Lang) -> &'static str {
-        use Lang::*;
-        match (self, lang) {
-            (Text::DeadlineExceeded, En) => DEADLINE_EXCEEDED_EN,
-            (Text::DeadlineExceeded, Es) => "plazo excedido",
-            (Text::Internal, En) => INTERNAL_EN,
-            (Text::Internal, Es) => "error interno",
-            (Text::RateLimited, En) => RATE_LIMITED_EN,
-            (Text::RateLimited, Es) => "límite de peticiones excedido",
-            (Text::InvalidRequest, En) => "request is invalid",
-            (Text::InvalidRequest, Es) => "la petición no es válida",
-            (Text::UndecodableMessage, En) => "request message could not be decoded",
-            (Text::UndecodableMessage, Es) => "el mensaje de la petición no se pudo decodificar",
-            (Text::UnsupportedEncoding, En) => "request message compression is not supported",
-            (Text::UnsupportedEncoding, Es) => {
-                "la compresión del mensaje de la petición no está soportada"
+        self.message().text(lang)
+    }
+
+    /// The entry: its key (the variant in snake case, `deadline_exceeded`) and texts.
+    pub const fn message(self) -> Message {
+        match self {
+            Text::DeadlineExceeded => {
+                Message::new("deadline_exceeded", DEADLINE_EXCEEDED_EN).es("plazo excedido")
             }
-            (Text::TruncatedFrame, En) => "request message frame is truncated",
-            (Text::TruncatedFrame, Es) => "la trama del mensaje de la petición está truncada",
-            (Text::InvalidFrameFlag, En) => "request message frame has an invalid compressed flag",
-            (Text::InvalidFrameFlag, Es) => {
-                "la trama del mensaje de la petición tiene un indicador de compresión no válido"
+            Text::Internal => Message::new("internal", INTERNAL_EN).es("error interno"),
+            Text::RateLimited => {
+                Message::new("rate_limited", RATE_LIMITED_EN).es("límite de peticiones excedido")
             }
-            (Text::MissingMessage, En) => "request has no message",
-            (Text::MissingMessage, Es) => "la petición no tiene mensaje",
-            (Text::TooManyMessages, En) => "unary request has more than one message",
-            (Text::TooManyMessages, Es) => "la petición unaria tiene más de un mensaje",
-            (Text::MessageTooLarge, En) => "request message is larger than the limit",
-            (Text::MessageTooLarge, Es) => "el mensaje de la petición supera el límite",
-            (Text::Unavailable, En) => "service temporarily unavailable, try again later",
-            (Text::Unavailable, Es) => "servicio no disponible temporalmente, inténtelo más tarde",
-            (Text::MetadataRequired, En) => "is required",
-            (Text::MetadataRequired, Es) => "es obligatorio",
-            (Text::MetadataTooLong, En) => "is longer than the limit",
-            (Text::MetadataTooLong, Es) => "supera la longitud máxima",
-            (Text::MetadataNotText, En) => "must be printable text",
-            (Text::MetadataNotText, Es) => "debe ser texto imprimible",
-            (Text::MoreViolations, En) => "more violations were not listed",
-            (Text::MoreViolations, Es) => "hay más infracciones que no se listan",
-            (Text::RetryIn, En) => "retry in",
-            (Text::RetryIn, Es) => "reintente en",
-            (Text::MethodClosed, En) => "this method accepts no calls",
-            (Text::MethodClosed, Es) => "este método no acepta llamadas",
-            (Text::QuotaUsedUp, En) => "quota used up",
-            (Text::QuotaUsedUp, Es) => "cuota agotada",
-            (Text::AlreadyExists, En) => "already exists",
-            (Text::AlreadyExists, Es) => "ya existe",
-            (Text::RelatedResource, En) => "a related resource is missing or still in use",
-            (Text::RelatedResource, Es) => "un recurso relacionado falta o sigue en uso",
-            (Text::InvalidData, En) => "invalid argument",
-            (Text::InvalidData, Es) => "argumento no válido",
-            (Text::NotFound, En) => "not found",
-            (Text::NotFound, Es) => "no encontrado",
-            (Text::ConcurrentChange, En) => "aborted by a concurrent change, retry",
-            (Text::ConcurrentChange, Es) => "cancelado por un cambio concurrente, reintente",
-            (Text::MissingCredentials, En) => MISSING_CREDENTIALS_EN,
-            (Text::MissingCredentials, Es) => "faltan las credenciales",
-            (Text::InvalidCredentials, En) => "invalid credentials",
-            (Text::InvalidCredentials, Es) => "credenciales no válidas",
-            (Text::ExpiredCredentials, En) => "expired credentials",
-            (Text::ExpiredCredentials, Es) => "credenciales caducadas",
-            (Text::PermissionDenied, En) => "permission denied",
-            (Text::PermissionDenied, Es) => "permiso denegado",
-            (Text::Overloaded, En) => "server overloaded, retry later",
-            (Text::Overloaded, Es) => "servidor sobrecargado, reintente más tarde",
+            Text::InvalidRequest => {
+                Message::new("invalid_request", "request is invalid").es("la petición no es válida")
+            }
+            Text::UndecodableMessage => Message::new(
+                "undecodable_message",
+                "request message could not be decoded",
+            )
+            .es("el mensaje de la petición no se pudo decodificar"),
+            Text::UnsupportedEncoding => Message::new(
+                "unsupported_encoding",
+                "request message compression is not supported",
+            )
+            .es("la compresión del mensaje de la petición no está soportada"),
+            Text::TruncatedFrame => {
+                Message::new("truncated_frame", "request message frame is truncated")
+                    .es("la trama del mensaje de la petición está truncada")
+            }
+            Text::InvalidFrameFlag => Message::new(
+                "invalid_frame_flag",
+                "request message frame has an invalid compressed flag",
+            )
+            .es("la trama del mensaje de la petición tiene un indicador de compresión no válido"),
+            Text::MissingMessage => Message::new("missing_message", "request has no message")
+                .es("la petición no tiene mensaje"),
+            Text::TooManyMessages => Message::new(
+                "too_many_messages",
+                "unary request has more than one message",
+            )
+            .es("la petición unaria tiene más de un mensaje"),
+            Text::MessageTooLarge => Message::new(
+                "message_too_large",
+                "request message is larger than the limit",
+            )
+            .es("el mensaje de la petición supera el límite"),
+            Text::Unavailable => Message::new(
+                "unavailable",
+                "service temporarily unavailable, try again later",
+            )
+            .es("servicio no disponible temporalmente, inténtelo más tarde"),
+            Text::MetadataRequired => {
+                Message::new("metadata_required", "is required").es("es obligatorio")
+            }
+            Text::MetadataTooLong => Message::new("metadata_too_long", "is longer than the limit")
+                .es("supera la longitud máxima"),
+            Text::MetadataNotText => Message::new("metadata_not_text", "must be printable text")
+                .es("debe ser texto imprimible"),
+            Text::MoreViolations => {
+                Message::new("more_violations", "more violations were not listed")
+                    .es("hay más infracciones que no se listan")
+            }
+            Text::RetryIn => Message::new("retry_in", "retry in").es("reintente en"),
+            Text::MethodClosed => Message::new("method_closed", "this method accepts no calls")
+                .es("este método no acepta llamadas"),
+            Text::QuotaUsedUp => Message::new("quota_used_up", "quota used up").es("cuota agotada"),
+            Text::AlreadyExists => Message::new("already_exists", "already exists").es("ya existe"),
+            Text::RelatedResource => Message::new(
+                "related_resource",
+                "a related resource is missing or still in use",
+            )
+            .es("un recurso relacionado falta o sigue en uso"),
+            Text::InvalidData => {
+                Message::new("invalid_data", "invalid argument").es("argumento no válido")
+            }
+            Text::NotFound => Message::new("not_found", "not found").es("no encontrado"),
+            Text::ConcurrentChange => {
+                Message::new("concurrent_change", "aborted by a concurrent change, retry")
+                    .es("cancelado por un cambio concurrente, reintente")
+            }
+            Text::MissingCredentials => Message::new("missing_credentials", MISSING_CREDENTIALS_EN)
+                .es("faltan las credenciales"),
+            Text::InvalidCredentials => Message::new("invalid_credentials", "invalid credentials")
+                .es("credenciales no válidas"),
+            Text::ExpiredCredentials => Message::new("expired_credentials", "expired credentials")
+                .es("credenciales caducadas"),
+            Text::PermissionDenied => {
+                Message::new("permission_denied", "permission denied").es("permiso denegado")
+            }
+            Text::Overloaded => Message::new("overloaded", "server overloaded, retry later")
+                .es("servidor sobrecargado, reintente más tarde"),
         }
     }
+}
+
+/// One message: a key that names it and its text per language. The catalogue's [`Text`]s are
+/// messages; a service declares its own as constants (see the [module docs](self)).
+///
+/// A language without a translation reads the English text (and then gets no
+/// LocalizedMessage: it would say nothing `grpc-message` does not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Message {
+    key: &'static str,
+    en: &'static str,
+    es: Option<&'static str>,
+}
+
+impl Message {
+    /// The message `key` (such as `payments.not_found`), in English `en`.
+    pub const fn new(key: &'static str, en: &'static str) -> Self {
+        Self { key, en, es: None }
+    }
+
+    /// With its Spanish text.
+    pub const fn es(mut self, text: &'static str) -> Self {
+        self.es = Some(text);
+        self
+    }
+
+    /// Its key.
+    pub const fn key(&self) -> &'static str {
+        self.key
+    }
+
+    /// The text in `lang`, English when it has none in `lang`.
+    pub fn text(&self, lang: Lang) -> &'static str {
+        self.translation(lang).unwrap_or(self.en)
+    }
+
+    /// The text in `lang` when it has one.
+    pub fn translation(&self, lang: Lang) -> Option<&'static str> {
+        match lang {
+            Lang::En => Some(self.en),
+            Lang::Es => self.es,
+        }
+    }
+}
+
+impl From<Text> for Message {
+    fn from(text: Text) -> Self {
+        text.message()
+    }
+}
+
+/// A service's own messages, declared once:
+/// `const MESSAGES: Catalogue = Catalogue::new(&[NOT_FOUND, ...]);`. A test of the service
+/// calls [`check`](Catalogue::check), so a key used twice or a missing translation fails the
+/// build's tests rather than reaching a caller.
+#[derive(Clone, Copy, Debug)]
+pub struct Catalogue {
+    messages: &'static [Message],
+}
+
+impl Catalogue {
+    /// The catalogue of `messages`.
+    pub const fn new(messages: &'static [Message]) -> Self {
+        Self { messages }
+    }
+
+    /// Its messages.
+    pub fn messages(&self) -> &'static [Message] {
+        self.messages
+    }
+
+    /// The message of `key`.
+    pub fn get(&self, key: &str) -> Option<Message> {
+        self.messages.iter().find(|m| m.key == key).copied()
+    }
+
+    /// Every key non-empty and used once, every text non-empty and present in every
+    /// [`Lang`].
+    pub fn check(&self) -> Result<(), CatalogueError> {
+        check(self.messages.iter().copied())
+    }
+}
+
+fn check(messages: impl Iterator<Item = Message>) -> Result<(), CatalogueError> {
+    let mut keys = std::collections::HashSet::new();
+    for message in messages {
+        if message.key.is_empty() {
+            return Err(CatalogueError::EmptyKey);
+        }
+        if !keys.insert(message.key) {
+            return Err(CatalogueError::DuplicateKey(message.key));
+        }
+        for lang in Lang::ALL {
+            if message.translation(lang).is_none_or(str::is_empty) {
+                return Err(CatalogueError::Untranslated {
+                    key: message.key,
+                    lang,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What [`Catalogue::check`] found wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CatalogueError {
+    /// A message with an empty key.
+    EmptyKey,
+    /// A key used by two messages.
+    DuplicateKey(&'static str),
+    /// A message with no text (or an empty one) in a language.
+    Untranslated {
+        /// The message's key.
+        key: &'static str,
+        /// The language.
+        lang: Lang,
+    },
+}
+
+impl fmt::Display for CatalogueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::EmptyKey => f.write_str("a message has an empty key"),
+            Self::DuplicateKey(key) => write!(f, "the key {key:?} names two messages"),
+            Self::Untranslated { key, lang } => {
+                write!(f, "the message {key:?} has no text in {:?}", lang.tag())
+            }
+        }
+    }
+}
+
+impl std::error::Error for CatalogueError {}
+
+/// A text per language: a [`Text`], a [`Message`], or a closure that composes one from them
+/// (`|lang: Lang| format!("{} (64)", Text::MetadataTooLong.text(lang))`). A plain string reads
+/// the same in every language.
+pub trait Localize {
+    /// The text in `lang`.
+    fn localize(&self, lang: Lang) -> Cow<'static, str>;
+}
+
+impl Localize for Text {
+    fn localize(&self, lang: Lang) -> Cow<'static, str> {
+        Cow::Borrowed(self.text(lang))
+    }
+}
+
+impl Localize for Message {
+    fn localize(&self, lang: Lang) -> Cow<'static, str> {
+        Cow::Borrowed(self.text(lang))
+    }
+}
+
+impl Localize for &'static str {
+    fn localize(&self, _: Lang) -> Cow<'static, str> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl Localize for String {
+    fn localize(&self, _: Lang) -> Cow<'static, str> {
+        Cow::Owned(self.clone())
+    }
+}
+
+impl<F, S> Localize for F
+where
+    F: Fn(Lang) -> S,
+    S: Into<Cow<'static, str>>,
+{
+    fn localize(&self, lang: Lang) -> Cow<'static, str> {
+        self(lang).into()
+    }
+}
+
+/// The `google.rpc.LocalizedMessage` of `message` for a caller speaking `lang`: `None` for
+/// English, and for a text that reads the same as its English one (it has no translation).
+pub fn localized_message<L: Localize + ?Sized>(
+    message: &L,
+    lang: Lang,
+) -> Option<LocalizedMessage> {
+    if lang == Lang::En {
+        return None;
+    }
+    let text = message.localize(lang);
+    (text != message.localize(Lang::En)).then(|| LocalizedMessage::new(lang.tag(), text))
+}
+
+/// Adds the LocalizedMessage of `message` in `lang` (see [`localized_message`]) to the
+/// details a layer builds; whether it added one.
+pub fn localize<L: Localize + ?Sized>(details: &mut ErrorDetails, message: &L, lang: Lang) -> bool {
+    match localized_message(message, lang) {
+        Some(localized) => {
+            details.set_localized_message(localized.locale, localized.message);
+            true
+        }
+        None => false,
+    }
+}
+
+/// A status with `code` and `message`: English in `grpc-message`, and for a caller speaking
+/// another `lang` a LocalizedMessage in `grpc-status-details-bin` (an English caller gets no
+/// details at all).
+pub fn status(code: Code, message: impl Localize, lang: Lang) -> Status {
+    let english = message.localize(Lang::En);
+    match localized_message(&message, lang) {
+        Some(localized) => Status::with_error_details(
+            code,
+            english,
+            ErrorDetails::with_localized_message(localized.locale, localized.message),
+        ),
+        None => Status::new(code, english),
+    }
+}
+
+/// [`status`] with the layer's own `details` (BadRequest, RetryInfo, QuotaFailure, ...), the
+/// LocalizedMessage added next to them.
+pub fn status_with_details(
+    code: Code,
+    message: impl Localize,
+    lang: Lang,
+    details: ErrorDetails,
+) -> Status {
+    status_with_details_and_metadata(code, message, lang, details, MetadataMap::new())
+}
+
+/// [`status_with_details`] with metadata (sent in the trailers-only response's headers).
+pub fn status_with_details_and_metadata(
+    code: Code,
+    message: impl Localize,
+    lang: Lang,
+    mut details: ErrorDetails,
+    metadata: MetadataMap,
+) -> Status {
+    localize(&mut details, &message, lang);
+    Status::with_error_details_and_metadata(code, message.localize(Lang::En), details, metadata)
 }
 
 /// The description of a violated `buf.validate` rule in `lang`, from its rule id
@@ -377,12 +681,90 @@ mod tests {
 
     #[test]
     fn every_message_exists_in_every_language_and_says_nothing_internal() {
+        check(Text::ALL.into_iter().map(Text::message)).expect("the built-in catalogue");
         for text in Text::ALL {
             let en = text.text(Lang::En);
             let es = text.text(Lang::Es);
             assert!(!en.is_empty() && !es.is_empty(), "{text:?}");
             assert_ne!(en, es, "{text:?} is not translated");
         }
+    }
+
+    #[test]
+    fn a_catalogue_check_finds_duplicate_keys_and_missing_translations() {
+        const A: Message = Message::new("svc.a", "a").es("a (es)");
+        const B: Message = Message::new("svc.b", "b");
+        const UNNAMED: Message = Message::new("", "x").es("y");
+        assert_eq!(Catalogue::new(&[A]).check(), Ok(()));
+        assert_eq!(
+            Catalogue::new(&[A, A]).check(),
+            Err(CatalogueError::DuplicateKey("svc.a"))
+        );
+        assert_eq!(
+            Catalogue::new(&[A, B]).check(),
+            Err(CatalogueError::Untranslated {
+                key: "svc.b",
+                lang: Lang::Es
+            })
+        );
+        assert_eq!(
+            Catalogue::new(&[UNNAMED]).check(),
+            Err(CatalogueError::EmptyKey)
+        );
+        assert_eq!(Catalogue::new(&[A, B]).get("svc.b"), Some(B));
+        // Untranslated reads English.
+        assert_eq!(B.text(Lang::Es), "b");
+    }
+
+    /// The `google.rpc.Status` in the details: its code and message must equal the headers.
+    fn details_status(status: &Status) -> tonic_types::pb::Status {
+        prost::Message::decode(status.details()).expect("google.rpc.Status")
+    }
+
+    #[test]
+    fn statuses_say_english_and_localize_in_a_detail() {
+        let english = status(Code::NotFound, Text::NotFound, Lang::En);
+        assert_eq!(english.code(), Code::NotFound);
+        assert_eq!(english.message(), "not found");
+        assert!(english.details().is_empty());
+
+        let spanish = status(Code::NotFound, Text::NotFound, Lang::Es);
+        assert_eq!(spanish.message(), "not found");
+        let inner = details_status(&spanish);
+        assert_eq!(inner.code, Code::NotFound as i32);
+        assert_eq!(inner.message, "not found");
+        let localized = spanish
+            .get_details_localized_message()
+            .expect("LocalizedMessage");
+        assert_eq!(
+            (localized.locale.as_str(), localized.message.as_str()),
+            ("es", "no encontrado")
+        );
+
+        // Composed texts and the layer's own details.
+        let retry = |lang: Lang| format!("{} 2s", Text::RetryIn.text(lang));
+        let with = status_with_details(
+            Code::ResourceExhausted,
+            retry,
+            Lang::Es,
+            ErrorDetails::with_retry_info(Some(std::time::Duration::from_secs(2))),
+        );
+        assert_eq!(with.message(), "retry in 2s");
+        let details = with.get_error_details();
+        assert!(details.retry_info().is_some());
+        assert_eq!(
+            details.localized_message().expect("localized").message,
+            "reintente en 2s"
+        );
+        assert_eq!(details_status(&with).message, "retry in 2s");
+
+        // A plain string has no translation: no LocalizedMessage.
+        assert!(
+            status(Code::Internal, "boom", Lang::Es)
+                .details()
+                .is_empty()
+        );
+        assert!(localized_message(&"boom", Lang::Es).is_none());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! and so does a user's own layer. [`ErrorStatusLayer`] answers every such error with a
 //! trailers-only response instead: `Elapsed` is DEADLINE_EXCEEDED, `Overloaded` is
 //! RESOURCE_EXHAUSTED, a `tonic::Status` is itself, anything else is INTERNAL with no detail
-//! (the error is logged, never sent).
+//! (the error is logged, never sent). Messages come from the [`catalogue`](mod@crate::catalogue) module:
+//! English, with the caller's language in a LocalizedMessage detail.
 //!
 //! Put it outside the tower layers whose errors it should map:
 //!
@@ -30,14 +31,14 @@
 //! # Ok(()) }
 //! ```
 
-use crate::catalogue::{Lang, Text};
+use crate::catalogue::{self, Lang, Text};
 use crate::{BoxError, RefusableBody, reject};
 use pin_project_lite::pin_project;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tonic::Status;
+use tonic::{Code, Status};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -47,12 +48,12 @@ pub fn status_for_error(error: &BoxError, lang: Lang) -> Status {
         return status.clone();
     }
     if error.is::<tower::timeout::error::Elapsed>() {
-        return Status::deadline_exceeded(Text::DeadlineExceeded.text(lang));
+        return catalogue::status(Code::DeadlineExceeded, Text::DeadlineExceeded, lang);
     }
     if error.is::<tower::load_shed::error::Overloaded>() {
-        return Status::resource_exhausted(Text::Overloaded.text(lang));
+        return catalogue::status(Code::ResourceExhausted, Text::Overloaded, lang);
     }
-    Status::internal(Text::Internal.text(lang))
+    catalogue::status(Code::Internal, Text::Internal, lang)
 }
 
 /// Answers errors of the inner service with gRPC statuses; see the [module docs](self).
@@ -221,5 +222,13 @@ mod tests {
         let mapped = status_for_error(&other, Lang::En);
         assert_eq!(mapped.code(), tonic::Code::Internal);
         assert!(!mapped.message().contains("hunter2"));
+        let spanish = status_for_error(&elapsed, Lang::Es);
+        assert_eq!(spanish.message(), "deadline exceeded");
+        assert_eq!(
+            tonic_types::StatusExt::get_details_localized_message(&spanish)
+                .expect("LocalizedMessage")
+                .message,
+            "plazo excedido"
+        );
     }
 }

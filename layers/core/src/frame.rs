@@ -24,7 +24,7 @@
 //! ```
 
 use crate::BoxError;
-use crate::catalogue::{Lang, Text};
+use crate::catalogue::{self, Lang, Text};
 use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame};
@@ -33,7 +33,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tonic::Status;
+use tonic::{Code, Status};
 
 /// Bytes in a message frame's prefix: one flag byte and a 4-byte big-endian length.
 pub const PREFIX_LEN: usize = 5;
@@ -65,18 +65,20 @@ impl FrameError {
         self.to_status_in(Lang::En)
     }
 
-    /// [`FrameError::to_status`] in the caller's language (see [`crate::catalogue`]).
+    /// [`FrameError::to_status`] for a caller speaking `lang`: the same English message, and
+    /// the text in `lang` in a LocalizedMessage detail (see [`crate::catalogue`]).
     pub fn to_status_in(&self, lang: Lang) -> Status {
-        let text = |t: Text| t.text(lang);
+        let invalid = |text: Text| catalogue::status(Code::InvalidArgument, text, lang);
         match self {
-            Self::TooLarge { limit } => Status::resource_exhausted(format!(
-                "{} ({limit} bytes)",
-                text(Text::MessageTooLarge)
-            )),
-            Self::Truncated => Status::invalid_argument(text(Text::TruncatedFrame)),
-            Self::Missing => Status::invalid_argument(text(Text::MissingMessage)),
-            Self::TooMany => Status::invalid_argument(text(Text::TooManyMessages)),
-            Self::InvalidFlag(_) => Status::invalid_argument(text(Text::InvalidFrameFlag)),
+            Self::TooLarge { limit } => catalogue::status(
+                Code::ResourceExhausted,
+                |lang: Lang| format!("{} ({limit} bytes)", Text::MessageTooLarge.text(lang)),
+                lang,
+            ),
+            Self::Truncated => invalid(Text::TruncatedFrame),
+            Self::Missing => invalid(Text::MissingMessage),
+            Self::TooMany => invalid(Text::TooManyMessages),
+            Self::InvalidFlag(_) => invalid(Text::InvalidFrameFlag),
             // The client went away: nobody reads this.
             Self::Body(_) => Status::cancelled("request body could not be read"),
         }
@@ -472,6 +474,32 @@ mod tests {
             let err = read_unary_request(chunks(parts), 16).await.unwrap_err();
             assert_eq!(err.to_status().code(), code, "{parts:?}: {err}");
         }
+    }
+
+    #[test]
+    fn statuses_say_english_and_localize_the_rest() {
+        use tonic_types::StatusExt;
+        let err = FrameError::TooLarge { limit: 16 };
+        assert_eq!(
+            err.to_status().message(),
+            err.to_status_in(Lang::Es).message()
+        );
+        assert_eq!(
+            err.to_status().message(),
+            "request message is larger than the limit (16 bytes)"
+        );
+        assert!(err.to_status().details().is_empty());
+        let localized = err
+            .to_status_in(Lang::Es)
+            .get_details_localized_message()
+            .expect("LocalizedMessage");
+        assert_eq!(
+            (localized.locale.as_str(), localized.message.as_str()),
+            (
+                "es",
+                "el mensaje de la petición supera el límite (16 bytes)"
+            )
+        );
     }
 
     #[tokio::test]
