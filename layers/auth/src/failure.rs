@@ -1,7 +1,7 @@
 //! Why a call was refused: the status it gets and the reason it is counted under.
 
-use tonic::Status;
-use tonic_blueprint_core::catalogue::{Lang, Text};
+use tonic::{Code, Status};
+use tonic_blueprint_core::catalogue::{self, Lang, Text};
 use tonic_blueprint_core::names;
 
 /// Why the auth layer refused a call. The client learns only the coarse kind (missing,
@@ -30,14 +30,16 @@ impl Failure {
         }
     }
 
-    /// The status the client gets, in its language.
+    /// The status the client gets: the English message, and the caller's `lang` in a
+    /// LocalizedMessage detail (see the core's `catalogue`).
     pub fn status(self, lang: Lang) -> Status {
-        match self {
-            Self::Missing => Status::unauthenticated(Text::MissingCredentials.text(lang)),
-            Self::Invalid => Status::unauthenticated(Text::InvalidCredentials.text(lang)),
-            Self::Expired => Status::unauthenticated(Text::ExpiredCredentials.text(lang)),
-            Self::Forbidden => Status::permission_denied(Text::PermissionDenied.text(lang)),
-        }
+        let (code, text) = match self {
+            Self::Missing => (Code::Unauthenticated, Text::MissingCredentials),
+            Self::Invalid => (Code::Unauthenticated, Text::InvalidCredentials),
+            Self::Expired => (Code::Unauthenticated, Text::ExpiredCredentials),
+            Self::Forbidden => (Code::PermissionDenied, Text::PermissionDenied),
+        };
+        catalogue::status(code, text, lang)
     }
 
     /// Counts the refusal in `grpc_server_auth_failures_total{reason}`.

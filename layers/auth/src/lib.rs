@@ -21,8 +21,9 @@
 //!   allowed, or public. The health and reflection services are public by default.
 //!
 //! Refusals are trailers-only UNAUTHENTICATED ("missing credentials", "invalid credentials",
-//! "expired credentials") or PERMISSION_DENIED ("permission denied"), in the caller's language,
-//! and never say which check failed. Each is counted in
+//! "expired credentials") or PERMISSION_DENIED ("permission denied"), with the text in the
+//! caller's language in a `google.rpc.LocalizedMessage` detail, and never say which check
+//! failed. Each is counted in
 //! `grpc_server_auth_failures_total{reason}` (`missing`, `invalid`, `expired`, `forbidden`).
 //! The token is never logged; the logging layer's span gets the subject as `enduser.id`.
 //!

@@ -212,8 +212,17 @@ async fn anonymous_methods_pass_without_a_credential_but_not_with_a_bad_one() {
 #[tokio::test]
 async fn refusals_speak_the_callers_language() {
     let (server, _) = server(layer()).await;
+    // grpc-message stays English (for developers); the caller's language is in a
+    // LocalizedMessage detail. English callers get no details.
     let response = call(&server, UNARY, &[("grpc-accept-language", "es")]).await;
-    assert_refused(&response, Code::Unauthenticated, "faltan las credenciales");
+    assert_refused(&response, Code::Unauthenticated, "missing credentials");
+    assert_eq!(
+        response.localized_message(),
+        Some(("es".into(), "faltan las credenciales".into()))
+    );
+    let response = call(&server, UNARY, &[]).await;
+    assert_refused(&response, Code::Unauthenticated, "missing credentials");
+    assert_eq!(response.localized_message(), None);
 }
 
 #[tokio::test]

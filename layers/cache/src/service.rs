@@ -190,7 +190,10 @@ where
     let (parts, body) = request.into_parts();
     let unary = match read_unary_request(body, shared.max_request_bytes).await {
         Ok(unary) => unary,
-        Err(e) => return Ok(reject(e.to_status())),
+        Err(e) => {
+            let lang = tonic_blueprint_core::catalogue::Lang::from_headers(&parts.headers);
+            return Ok(reject(e.to_status_in(lang)));
+        }
     };
     let handler_request = |unary: tonic_blueprint_core::UnaryRequest| {
         http::Request::from_parts(parts.clone(), tonic::body::Body::new(unary.into_body()))

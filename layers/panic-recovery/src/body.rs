@@ -89,9 +89,7 @@ where
                         caught,
                         PanicPhase::Stream,
                     ),
-                    None => tonic::Status::internal(
-                        tonic_blueprint_core::catalogue::Text::Internal.text(*this.lang),
-                    ),
+                    None => crate::status::internal(*this.lang),
                 };
                 Poll::Ready(Some(Ok(Frame::trailers(status_trailers(status)))))
             }

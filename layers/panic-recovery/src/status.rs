@@ -2,7 +2,7 @@
 
 use tonic::Status;
 use tonic_blueprint_core::RpcIdentity;
-use tonic_blueprint_core::catalogue::Lang;
+use tonic_blueprint_core::catalogue::{self, Lang, Text};
 
 /// The message of the default INTERNAL status. Fixed and generic on purpose.
 pub const INTERNAL_MESSAGE: &str = tonic_blueprint_core::catalogue::INTERNAL_EN;
@@ -38,8 +38,8 @@ pub struct RecoveredPanic<'a> {
     pub location: Option<&'a str>,
     /// Where it happened.
     pub phase: PanicPhase,
-    /// The caller's language (from `grpc-accept-language` / `accept-language`), for the
-    /// message.
+    /// The caller's language (from `grpc-accept-language` / `accept-language`), for a
+    /// LocalizedMessage detail (`grpc-message` stays English).
     pub lang: Lang,
 }
 
@@ -61,14 +61,20 @@ where
     }
 }
 
-/// INTERNAL with [`INTERNAL_MESSAGE`].
+/// INTERNAL with [`INTERNAL_MESSAGE`], and the caller's language in a LocalizedMessage
+/// detail when it is not English.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultStatusForPanic;
 
 impl StatusForPanic for DefaultStatusForPanic {
     fn status_for_panic(&self, panic: &RecoveredPanic<'_>) -> Status {
-        Status::internal(tonic_blueprint_core::catalogue::Text::Internal.text(panic.lang))
+        internal(panic.lang)
     }
+}
+
+/// The default INTERNAL for a caller speaking `lang`.
+pub(crate) fn internal(lang: Lang) -> Status {
+    catalogue::status(tonic::Code::Internal, Text::Internal, lang)
 }
 
 /// Logs and counts a caught panic, and returns the status for the client.

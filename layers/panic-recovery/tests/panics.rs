@@ -252,11 +252,27 @@ async fn the_generic_message_follows_the_callers_language() {
     ] {
         let response = server
             .raw()
-            .call(SERVER_STREAM, &[request], &[("accept-language", "es")])
+            .call(
+                SERVER_STREAM,
+                std::slice::from_ref(&request),
+                &[("accept-language", "es")],
+            )
             .await
             .expect("call");
         assert_eq!(response.grpc_status(), Some(Code::Internal));
-        assert_eq!(response.grpc_message().as_deref(), Some("error interno"));
+        // grpc-message stays English; the caller's language is in a LocalizedMessage.
+        assert_eq!(response.grpc_message().as_deref(), Some(INTERNAL_MESSAGE));
+        assert_eq!(
+            response.localized_message(),
+            Some(("es".into(), "error interno".into()))
+        );
         assert!(!response.all_text().contains("hunter2"));
+        let english = server
+            .raw()
+            .call(SERVER_STREAM, &[request], &[])
+            .await
+            .expect("call");
+        assert_eq!(english.grpc_message().as_deref(), Some(INTERNAL_MESSAGE));
+        assert_eq!(english.localized_message(), None);
     }
 }

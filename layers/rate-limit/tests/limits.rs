@@ -317,6 +317,18 @@ async fn a_closed_method_is_refused_without_a_retry_hint() {
         .expect_err("closed");
     assert!(status.get_error_details().retry_info().is_none());
     assert_eq!(server.service().counts().started(), 0);
+    let spanish = call(&server, UNARY, &[("grpc-accept-language", "es")]).await;
+    assert_eq!(
+        spanish.grpc_message().as_deref(),
+        Some("rate limit exceeded; this method accepts no calls")
+    );
+    assert_eq!(
+        spanish.localized_message(),
+        Some((
+            "es".into(),
+            "límite de peticiones excedido; este método no acepta llamadas".into()
+        ))
+    );
 }
 
 #[tokio::test]
@@ -330,15 +342,31 @@ async fn a_refusal_speaks_the_callers_language() {
     );
     let refused = call(&server, UNARY, &spanish).await;
     assert_eq!(refused.grpc_status(), Some(Code::ResourceExhausted));
+    // grpc-message and QuotaFailure's description are English (for developers); the
+    // caller's language is in a LocalizedMessage detail next to RetryInfo and QuotaFailure.
     let message = refused.grpc_message().unwrap_or_default();
     assert!(
-        message.starts_with("límite de peticiones excedido; reintente en "),
+        message.starts_with("rate limit exceeded; retry in "),
         "{message}"
     );
-    let status = refused.status().expect("status");
-    let quota = status.get_details_quota_failure().expect("QuotaFailure");
+    let (locale, localized) = refused.localized_message().expect("LocalizedMessage");
+    assert_eq!(locale, "es");
     assert!(
-        quota.violations[0].description.starts_with("cuota agotada"),
+        localized.starts_with("límite de peticiones excedido; reintente en "),
+        "{localized}"
+    );
+    // The same wait in both.
+    assert_eq!(
+        message.rsplit(' ').next(),
+        localized.rsplit(' ').next(),
+        "{message} / {localized}"
+    );
+    let status = refused.status().expect("status");
+    let details = status.get_error_details();
+    assert!(details.retry_info().is_some(), "RetryInfo");
+    let quota = details.quota_failure().expect("QuotaFailure");
+    assert!(
+        quota.violations[0].description.starts_with("quota used up"),
         "{quota:?}"
     );
 }

@@ -100,8 +100,8 @@ pub use layer::TimeoutLayer;
 pub use service::Timeout;
 pub use setting::{DEFAULT_TIMEOUT, MethodTimeout};
 
-/// The message clients receive with DEADLINE_EXCEEDED (in English; the error catalogue
-/// has it in the caller's language).
+/// The message clients receive with DEADLINE_EXCEEDED: always English; a caller that asks
+/// for another language gets it in a `google.rpc.LocalizedMessage` detail.
 pub const DEADLINE_EXCEEDED_MESSAGE: &str = tonic_blueprint_core::catalogue::DEADLINE_EXCEEDED_EN;
 
 fn deadline_exceeded(
@@ -115,7 +115,9 @@ fn deadline_exceeded(
         names::LABEL_METHOD => id.method().to_owned(),
     )
     .increment(1);
-    tonic::Status::deadline_exceeded(
-        tonic_blueprint_core::catalogue::Text::DeadlineExceeded.text(lang),
+    tonic_blueprint_core::catalogue::status(
+        tonic::Code::DeadlineExceeded,
+        tonic_blueprint_core::catalogue::Text::DeadlineExceeded,
+        lang,
     )
 }

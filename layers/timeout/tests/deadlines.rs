@@ -337,10 +337,25 @@ async fn the_message_follows_the_callers_language_in_headers_and_trailers() {
             Some(Code::DeadlineExceeded),
             "{path}"
         );
+        // grpc-message is English; the caller's language is in a LocalizedMessage detail.
         assert_eq!(
             response.grpc_message().as_deref(),
-            Some("plazo excedido"),
+            Some(DEADLINE_EXCEEDED_MESSAGE),
             "{path}"
         );
+        assert_eq!(
+            response.localized_message(),
+            Some(("es".into(), "plazo excedido".into())),
+            "{path}"
+        );
+        let english = [("grpc-timeout", "50m")];
+        let slow = TestRequest::echo("x").sleep_ms(SLOW_MS);
+        let (response, _) = timed_call(&server, path, slow, &english).await;
+        assert_eq!(
+            response.grpc_message().as_deref(),
+            Some(DEADLINE_EXCEEDED_MESSAGE),
+            "{path}"
+        );
+        assert_eq!(response.localized_message(), None, "{path}");
     }
 }

@@ -1,12 +1,12 @@
 //! From a frame's bytes to the message: decompression (gzip, deflate) with a size cap, and
-//! the localized refusals of malformed frames.
+//! the refusals of malformed frames (English, localized in a LocalizedMessage detail).
 
 use crate::violation::plain;
 use bytes::Bytes;
 use http::HeaderMap;
 use std::io::Read;
 use tonic::{Code, Status};
-use tonic_blueprint_core::catalogue::{Lang, Text};
+use tonic_blueprint_core::catalogue::{self, Lang, Text};
 
 /// How the request's messages are compressed (`grpc-encoding`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,10 +65,11 @@ pub(crate) fn message_bytes(
 }
 
 pub(crate) fn too_large(max: usize, lang: Lang) -> Status {
-    Status::resource_exhausted(format!(
-        "{} ({max} bytes)",
-        Text::MessageTooLarge.text(lang)
-    ))
+    catalogue::status(
+        Code::ResourceExhausted,
+        |lang: Lang| format!("{} ({max} bytes)", Text::MessageTooLarge.text(lang)),
+        lang,
+    )
 }
 
 #[cfg(test)]
@@ -99,6 +100,10 @@ mod tests {
         let err = message_bytes(true, Bytes::new(), Encoding::Unsupported, 9, Lang::Es)
             .expect_err("snappy");
         assert_eq!(err.code(), Code::Unimplemented);
-        assert_eq!(err.message(), Text::UnsupportedEncoding.text(Lang::Es));
+        assert_eq!(err.message(), Text::UnsupportedEncoding.text(Lang::En));
+        let localized =
+            tonic_types::StatusExt::get_details_localized_message(&err).expect("LocalizedMessage");
+        assert_eq!(localized.locale, "es");
+        assert_eq!(localized.message, Text::UnsupportedEncoding.text(Lang::Es));
     }
 }

@@ -15,8 +15,10 @@
 //!   fit the header budget. Oversized messages are RESOURCE_EXHAUSTED; truncated frames and
 //!   undecodable bytes INVALID_ARGUMENT; an unsupported `grpc-encoding` UNIMPLEMENTED (gzip
 //!   and deflate are inflated, within the size cap);
-//! - messages come from the core's error catalogue, in the language of the request's
-//!   `grpc-accept-language` or `accept-language` metadata (English otherwise);
+//! - messages come from the core's error catalogue: `grpc-message` and each description in
+//!   English, and for a caller whose `grpc-accept-language` or `accept-language` asks for
+//!   another language, the status's LocalizedMessage and each field's `localized_message` in
+//!   it;
 //! - rules annotations cannot express are Rust functions registered per method
 //!   ([`Validate`], [`typed`]); metadata rules per method ([`MetadataRule`]);
 //! - request types whose rules are all standard (no CEL) can be checked by their compiled

@@ -3,7 +3,7 @@
 
 use crate::violation::Violations;
 use http::{HeaderMap, HeaderName};
-use tonic_blueprint_core::catalogue::Text;
+use tonic_blueprint_core::catalogue::{Lang, Text};
 
 /// A rule on one metadata key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,38 +52,27 @@ impl MetadataRule {
     }
 
     pub(crate) fn check(&self, headers: &HeaderMap, violations: &mut Violations) {
-        let lang = violations.lang();
         let field = format!("metadata.{}", self.key);
         let Some(value) = headers.get(&self.key) else {
             if self.required {
-                violations.add(
-                    field,
-                    "metadata.required",
-                    Text::MetadataRequired.text(lang),
-                );
+                violations.add(field, "metadata.required", Text::MetadataRequired);
             }
             return;
         };
         let Ok(text) = value.to_str() else {
-            violations.add(field, "metadata.text", Text::MetadataNotText.text(lang));
+            violations.add(field, "metadata.text", Text::MetadataNotText);
             return;
         };
         if self.required && text.trim().is_empty() {
-            violations.add(
-                field,
-                "metadata.required",
-                Text::MetadataRequired.text(lang),
-            );
+            violations.add(field, "metadata.required", Text::MetadataRequired);
             return;
         }
         if let Some(max) = self.max_len
             && text.chars().count() > max
         {
-            violations.add(
-                field,
-                "metadata.max_len",
-                format!("{} ({max})", Text::MetadataTooLong.text(lang)),
-            );
+            violations.add(field, "metadata.max_len", |lang: Lang| {
+                format!("{} ({max})", Text::MetadataTooLong.text(lang))
+            });
         }
     }
 }

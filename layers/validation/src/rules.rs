@@ -57,11 +57,7 @@ where
     fn validate(&self, message: &DynamicMessage, violations: &mut Violations) {
         match message.transcode_to::<M>() {
             Ok(typed) => (self.rule)(&typed, violations),
-            Err(_) => violations.add(
-                "",
-                "message.type",
-                Text::UndecodableMessage.text(violations.lang()),
-            ),
+            Err(_) => violations.add("", "message.type", Text::UndecodableMessage),
         }
     }
 }
@@ -171,8 +167,7 @@ impl MethodRules {
             Ok(()) => Ok(()),
             Err(EngineError::Validation(found)) => {
                 for v in found.violations() {
-                    let description = describe(v, lang);
-                    violations.add(v.field_path(), v.rule_id(), description);
+                    violations.add(v.field_path(), v.rule_id(), |lang: Lang| describe(v, lang));
                 }
                 Ok(())
             }
@@ -184,9 +179,13 @@ impl MethodRules {
     }
 }
 
+/// The description of `v` in `lang`: the catalogue's translation of its rule, else (and in
+/// English) the engine's own text.
 fn describe(v: &prost_protovalidate::Violation, lang: Lang) -> String {
-    let value = v.rule_value().map(value_text).unwrap_or_default();
-    rule_description(v.rule_id(), &value, lang)
+    let value = || v.rule_value().map(value_text).unwrap_or_default();
+    (lang != Lang::En)
+        .then(|| rule_description(v.rule_id(), &value(), lang))
+        .flatten()
         .or_else(|| (!v.message().is_empty()).then(|| v.message().to_owned()))
         .unwrap_or_else(|| v.rule_id().to_owned())
 }

@@ -138,7 +138,18 @@ async fn descriptions_and_messages_follow_the_callers_language() {
     .await
     .status()
     .expect("status");
-    assert_eq!(spanish.message(), "la petición no es válida");
+    // grpc-message and each description stay English (for developers); the caller's
+    // language is in LocalizedMessage details: the status's and each field's.
+    assert_eq!(english.message(), "request is invalid");
+    assert_eq!(spanish.message(), "request is invalid");
+    assert!(english.get_details_localized_message().is_none());
+    let localized = spanish
+        .get_details_localized_message()
+        .expect("LocalizedMessage");
+    assert_eq!(
+        (localized.locale.as_str(), localized.message.as_str()),
+        ("es", "la petición no es válida")
+    );
     let description = |status: &Status| {
         status
             .get_details_bad_request()
@@ -148,11 +159,12 @@ async fn descriptions_and_messages_follow_the_callers_language() {
     };
     let (en, es) = (description(&english), description(&spanish));
     assert!(en.description.contains("64"), "{}", en.description);
-    assert_eq!(es.description, "debe tener como máximo 64 caracteres");
+    assert_eq!(es.description, en.description);
+    assert!(en.localized_message.is_none());
     let localized = es.localized_message.expect("localized message");
     assert_eq!(
         (localized.locale.as_str(), localized.message.as_str()),
-        ("es", es.description.as_str())
+        ("es", "debe tener como máximo 64 caracteres")
     );
     assert_eq!(es.reason, "string.max_len");
 }
