@@ -137,6 +137,28 @@ async fn calls_past_max_in_flight_are_shed_at_once_and_counted_but_health_is_not
         Some("server overloaded, retry later")
     );
     assert!(asked.elapsed() < Duration::from_secs(2), "refused at once");
+    assert_eq!(shed.localized_message(), None);
+    // Another language: the same English message, the caller's in a LocalizedMessage.
+    let spanish = raw
+        .call(
+            UNARY,
+            &[TestRequest::echo("one too many")],
+            &[("grpc-accept-language", "es")],
+        )
+        .await
+        .expect("call");
+    assert_eq!(spanish.grpc_status(), Some(Code::ResourceExhausted));
+    assert_eq!(
+        spanish.grpc_message().as_deref(),
+        Some("server overloaded, retry later")
+    );
+    assert_eq!(
+        spanish.localized_message(),
+        Some((
+            "es".into(),
+            "servidor sobrecargado, reintente más tarde".into()
+        ))
+    );
 
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .expect("uri")
@@ -160,7 +182,7 @@ async fn calls_past_max_in_flight_are_shed_at_once_and_counted_but_health_is_not
     let samples = prom::Samples::parse(&metrics);
     assert_eq!(
         samples.get("grpc_server_shed_total", &[]),
-        Some(1.0),
+        Some(2.0),
         "{metrics}"
     );
     for call in holding {

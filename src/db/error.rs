@@ -11,13 +11,14 @@
 //! | the RPC's deadline passed, statement timeout or cancel (`57014`) | [`DeadlineExceeded`](DbErrorKind::DeadlineExceeded) | DEADLINE_EXCEEDED "deadline exceeded" |
 //! | anything else | [`Internal`](DbErrorKind::Internal) | INTERNAL "internal error" |
 //!
-//! The status message is always one of these fixed texts: SQL, table and constraint names,
-//! values and driver text stay in the server's log, where the conversion writes them with the
-//! operation name.
+//! The status message is always one of these fixed English texts (from the core's error
+//! catalogue; [`DbError::to_status_in`] adds the caller's language in a LocalizedMessage
+//! detail): SQL, table and constraint names, values and driver text stay in the server's log,
+//! where the conversion writes them with the operation name.
 
 use std::fmt;
 
-use tonic_blueprint_core::catalogue::{Lang, Text};
+use tonic_blueprint_core::catalogue::{self, Lang, Text};
 
 use super::InvalidName;
 
@@ -64,9 +65,15 @@ impl DbErrorKind {
         self.message_in(Lang::En)
     }
 
-    /// The fixed status message in `lang`, from the error catalogue.
+    /// The fixed message in `lang`, from the error catalogue: the status message is always
+    /// English; this is the text of the LocalizedMessage a caller speaking `lang` gets.
     pub fn message_in(self, lang: Lang) -> &'static str {
-        let text = match self {
+        self.text().text(lang)
+    }
+
+    /// The catalogue entry of the message.
+    pub fn text(self) -> Text {
+        match self {
             DbErrorKind::AlreadyExists => Text::AlreadyExists,
             DbErrorKind::FailedPrecondition => Text::RelatedResource,
             DbErrorKind::InvalidArgument => Text::InvalidData,
@@ -75,8 +82,7 @@ impl DbErrorKind {
             DbErrorKind::Unavailable => Text::Unavailable,
             DbErrorKind::DeadlineExceeded => Text::DeadlineExceeded,
             DbErrorKind::Internal => Text::Internal,
-        };
-        text.text(lang)
+        }
     }
 }
 
@@ -183,6 +189,12 @@ impl DbError {
     /// The status a client gets, logging the real error (error level for INTERNAL and
     /// UNAVAILABLE, debug for outcomes a request causes, such as ALREADY_EXISTS).
     pub fn to_status(&self) -> tonic::Status {
+        self.to_status_in(Lang::En)
+    }
+
+    /// [`to_status`](DbError::to_status) for a caller speaking `lang`: the same English
+    /// message, and the text in `lang` in a LocalizedMessage detail.
+    pub fn to_status_in(&self, lang: Lang) -> tonic::Status {
         let kind = self.kind();
         let operation = self.operation().unwrap_or("");
         match kind {
@@ -205,7 +217,7 @@ impl DbError {
                 "database error"
             ),
         }
-        tonic::Status::new(kind.code(), kind.message())
+        catalogue::status(kind.code(), kind.text(), lang)
     }
 }
 
@@ -391,8 +403,19 @@ mod tests {
             "insert_item",
             sqlx::Error::ColumnNotFound("secret_column".into()),
         );
+        let spanish = e.to_status_in(Lang::Es);
         let status = tonic::Status::from(e);
         assert_eq!(status.code(), tonic::Code::Internal);
         assert_eq!(status.message(), "internal error");
+        assert!(status.details().is_empty());
+        // Another language: the same English message, the text in a LocalizedMessage.
+        assert_eq!(spanish.code(), tonic::Code::Internal);
+        assert_eq!(spanish.message(), "internal error");
+        let localized = catalogue::tonic_types::StatusExt::get_details_localized_message(&spanish)
+            .expect("LocalizedMessage");
+        assert_eq!(
+            (localized.locale.as_str(), localized.message.as_str()),
+            ("es", "error interno")
+        );
     }
 }

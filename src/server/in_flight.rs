@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
-use tonic_blueprint_core::catalogue::{Lang, Text};
+use tonic_blueprint_core::catalogue::{self, Lang, Text};
 use tonic_blueprint_core::{RefusableBody, RpcIdentity, is_infrastructure, names, reject};
 use tower::{Layer, Service};
 
@@ -92,8 +92,10 @@ where
             if before >= self.max {
                 drop(slot);
                 metrics::counter!(names::SHED).increment(1);
-                let status = tonic::Status::resource_exhausted(
-                    Text::Overloaded.text(Lang::from_headers(request.headers())),
+                let status = catalogue::status(
+                    tonic::Code::ResourceExhausted,
+                    Text::Overloaded,
+                    Lang::from_headers(request.headers()),
                 );
                 return InFlightFuture {
                     inner: None,
