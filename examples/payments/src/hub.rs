@@ -39,6 +39,7 @@
 //! - When the replica shuts down ([`Hub::close`]), every watch ends with UNAVAILABLE and
 //!   its resume position, so clients resume on another replica at once.
 
+use crate::messages;
 use crate::pb::Payment;
 use crate::store::Store;
 use futures_util::Stream;
@@ -48,9 +49,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::Instant;
 use tonic::{Code, Status};
-use tonic_blueprint::core::catalogue::Lang;
+use tonic_blueprint::core::catalogue::{self, Lang, Message};
 use tonic_blueprint::core::{Deadline, DeadlineSource};
-use tonic_types::{ErrorDetails, StatusExt};
+use tonic_types::ErrorDetails;
 
 /// How often the tail reads the table without a doorbell.
 pub const POLL_EVERY: Duration = Duration::from_secs(1);
@@ -127,36 +128,14 @@ impl WatchError {
         }
     }
 
-    fn message(self, lang: Lang) -> &'static str {
-        match (self, lang) {
-            (Self::TooManyForUser, Lang::Es) => {
-                "demasiadas suscripciones abiertas para este usuario: cierra una antes de abrir otra"
-            }
-            (Self::TooManyForUser, _) => {
-                "too many watches open for this user: close one before opening another"
-            }
-            (Self::TooMany, Lang::Es) => {
-                "el servidor tiene demasiadas suscripciones abiertas: reintenta más tarde u otra réplica"
-            }
-            (Self::TooMany, _) => {
-                "the server has too many watches open: retry later or on another replica"
-            }
-            (Self::TooSlow, Lang::Es) => {
-                "la suscripción se quedó demasiado atrás: vuelve a suscribirte con after_sequence para reanudar"
-            }
-            (Self::TooSlow, _) => {
-                "this watch fell too far behind: watch again with after_sequence to resume"
-            }
-            (Self::ShuttingDown, Lang::Es) => {
-                "el servidor se está deteniendo: vuelve a suscribirte con after_sequence para reanudar"
-            }
-            (Self::ShuttingDown, _) => {
-                "the server is shutting down: watch again with after_sequence to resume"
-            }
-            (Self::CatchUpBusy, Lang::Es) => {
-                "demasiadas suscripciones se están poniendo al día: reintenta"
-            }
-            (Self::CatchUpBusy, _) => "too many watches are catching up: retry",
+    /// The message, from the service's catalogue ([`crate::messages`]).
+    fn text(self) -> Message {
+        match self {
+            Self::TooManyForUser => messages::TOO_MANY_WATCHERS_PER_USER,
+            Self::TooMany => messages::TOO_MANY_WATCHERS,
+            Self::TooSlow => messages::WATCHER_TOO_SLOW,
+            Self::ShuttingDown => messages::SHUTTING_DOWN,
+            Self::CatchUpBusy => messages::CATCH_UP_BUSY,
         }
     }
 
@@ -168,11 +147,8 @@ impl WatchError {
         if let Some(sequence) = resume_after {
             metadata.insert("after_sequence".to_owned(), sequence.to_string());
         }
-        let mut details = ErrorDetails::with_error_info(self.reason(), ERROR_DOMAIN, metadata);
-        if lang != Lang::En {
-            details.set_localized_message(lang.tag(), self.message(lang));
-        }
-        Status::with_error_details(self.code(), self.message(Lang::En), details)
+        let details = ErrorDetails::with_error_info(self.reason(), ERROR_DOMAIN, metadata);
+        catalogue::status_with_details(self.code(), self.text(), lang, details)
     }
 }
 

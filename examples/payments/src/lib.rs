@@ -24,6 +24,7 @@
 pub mod announce;
 pub mod config;
 pub mod hub;
+pub mod messages;
 pub mod pb;
 pub mod service;
 pub mod store;

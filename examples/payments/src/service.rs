@@ -10,11 +10,16 @@
 //! `CreatePayment` is idempotent with an [`IDEMPOTENCY_KEY`] metadata: one payment per user
 //! and key, whatever the number of retries, concurrent or not (see [`Store::create`]).
 //!
+//! Errors follow Google's error model: `grpc-message` in English, the caller's language in a
+//! `google.rpc.LocalizedMessage` detail, built with the kit's catalogue from the service's own
+//! messages ([`crate::messages`]) and the kit's texts.
+//!
 //! `WatchPayments` streams the caller's payments in the store's sequence, resumable with
 //! `after_sequence`, within the watcher limits (see [`crate::hub`]).
 
 use crate::announce::Announcer;
 use crate::hub::Hub;
+use crate::messages;
 use crate::pb::payment_service_server::PaymentService;
 use crate::pb::{
     CreatePaymentRequest, GetPaymentRequest, ListPaymentsRequest, ListPaymentsResponse, Payment,
@@ -23,9 +28,9 @@ use crate::pb::{
 use crate::store::{Created, NewPayment, Store};
 use futures_util::stream::BoxStream;
 use tonic::metadata::MetadataMap;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 use tonic_blueprint::cache::CacheInvalidator;
-use tonic_blueprint::core::catalogue::Lang;
+use tonic_blueprint::core::catalogue::{self, Lang, Text};
 use tonic_blueprint::core::{Identity, RequestId};
 use tonic_blueprint::db::request_deadline;
 
@@ -96,18 +101,16 @@ fn own(caller: &str, user_id: &str, metadata: &MetadataMap) -> Result<(), Status
     if caller == user_id {
         return Ok(());
     }
-    Err(Status::permission_denied(match lang(metadata) {
-        Lang::Es => "permiso denegado",
-        _ => "permission denied",
-    }))
+    Err(catalogue::status(
+        Code::PermissionDenied,
+        Text::PermissionDenied,
+        lang(metadata),
+    ))
 }
 
 /// NOT_FOUND, the same for a missing payment and for another user's.
 fn payment_not_found(metadata: &MetadataMap) -> Status {
-    Status::not_found(match lang(metadata) {
-        Lang::Es => "pago no encontrado",
-        _ => "payment not found",
-    })
+    catalogue::status(Code::NotFound, messages::PAYMENT_NOT_FOUND, lang(metadata))
 }
 
 /// The call's [`IDEMPOTENCY_KEY`], if any; INVALID_ARGUMENT when it is sent more than once or
@@ -123,14 +126,11 @@ pub fn idempotency_key(metadata: &MetadataMap) -> Result<Option<String>, Status>
         && bytes.iter().all(|b| (0x21..=0x7e).contains(b));
     match std::str::from_utf8(bytes) {
         Ok(key) if valid => Ok(Some(key.to_owned())),
-        _ => Err(Status::invalid_argument(match lang(metadata) {
-            Lang::Es => {
-                "idempotency-key no válida: se envía una sola vez, con 1 a 128 caracteres ASCII imprimibles (de ! a ~, sin espacios)"
-            }
-            _ => {
-                "invalid idempotency-key: send it once, 1 to 128 printable ASCII characters (! to ~, no spaces)"
-            }
-        })),
+        _ => Err(catalogue::status(
+            Code::InvalidArgument,
+            messages::INVALID_IDEMPOTENCY_KEY,
+            lang(metadata),
+        )),
     }
 }
 
@@ -171,20 +171,18 @@ impl PaymentService for Payments {
             // left it to the relay); nothing changed since.
             Created::Replayed(payment) => return Ok(Response::new(payment)),
             Created::KeyReused => {
-                return Err(Status::already_exists(match lang(&metadata) {
-                    Lang::Es => {
-                        "esta idempotency-key ya se usó para otro pago: usa una nueva para cada pago"
-                    }
-                    _ => {
-                        "this idempotency-key was used for a different payment: use a new key for each payment"
-                    }
-                }));
+                return Err(catalogue::status(
+                    Code::AlreadyExists,
+                    messages::IDEMPOTENCY_KEY_REUSED,
+                    lang(&metadata),
+                ));
             }
             Created::Contended => {
-                return Err(Status::aborted(match lang(&metadata) {
-                    Lang::Es => "cancelado por un cambio concurrente, reintente",
-                    _ => "aborted by a concurrent change, retry",
-                }));
+                return Err(catalogue::status(
+                    Code::Aborted,
+                    Text::ConcurrentChange,
+                    lang(&metadata),
+                ));
             }
         };
         // This replica's watchers see it at once; the others through the event (or their
@@ -232,12 +230,11 @@ impl PaymentService for Payments {
             token => match uuid::Uuid::try_parse(token) {
                 Ok(id) => Some(id.hyphenated().to_string()),
                 Err(_) => {
-                    return Err(Status::invalid_argument(match lang(&metadata) {
-                        Lang::Es => {
-                            "page_token no válido: usa next_page_token de la página anterior"
-                        }
-                        _ => "invalid page_token: pass the previous page's next_page_token",
-                    }));
+                    return Err(catalogue::status(
+                        Code::InvalidArgument,
+                        messages::INVALID_PAGE_TOKEN,
+                        lang(&metadata),
+                    ));
                 }
             },
         };

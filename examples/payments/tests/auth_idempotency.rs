@@ -31,6 +31,7 @@ use tonic_blueprint_testkit::OwnNats;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use tonic_types::StatusExt;
 
 /// The secret the servers of these tests verify tokens with.
 const SECRET: &str = "payments-auth-test-secret";
@@ -242,14 +243,15 @@ async fn every_refusal_has_its_status() {
         assert_eq!(others.details(), missing.details());
     }
 
-    // Listing, watching or paying for another user: PERMISSION_DENIED, in the caller's
-    // language.
+    // Listing, watching or paying for another user: PERMISSION_DENIED, in English, and in a
+    // LocalizedMessage detail in the caller's language.
     let denied = expect_code(
         client.list_payments(list("bob", "alice")).await,
         Code::PermissionDenied,
         "ListPayments of another user",
     );
     assert_eq!(denied.message(), "permission denied");
+    assert!(denied.get_details_localized_message().is_none());
     let mut spanish = list("bob", "alice");
     spanish
         .metadata_mut()
@@ -259,7 +261,14 @@ async fn every_refusal_has_its_status() {
         Code::PermissionDenied,
         "ListPayments of another user, in Spanish",
     );
-    assert_eq!(denied.message(), "permiso denegado");
+    assert_eq!(denied.message(), "permission denied");
+    let localized = denied
+        .get_details_localized_message()
+        .expect("LocalizedMessage");
+    assert_eq!(
+        (localized.locale.as_str(), localized.message.as_str()),
+        ("es", "permiso denegado")
+    );
     expect_code(
         client
             .watch_payments(authed(

@@ -440,7 +440,17 @@ def scenario_own_payments_only(channel, pb, pb_grpc):
         grpc.StatusCode.PERMISSION_DENIED,
         extra=(("grpc-accept-language", "es"),),
     )
-    check(denied.details() == "permiso denegado", f"in Spanish: {denied.details()!r}")
+    # grpc-message stays English (for developers); the caller's language is in a
+    # google.rpc.LocalizedMessage detail (Google's error model, AIP-193).
+    check(denied.details() == "permission denied", f"asked in Spanish: {denied.details()!r}")
+    from google.rpc import error_details_pb2
+
+    localized = unpack_details(rich_status(denied), error_details_pb2.LocalizedMessage)
+    check(len(localized) == 1, f"want one google.rpc.LocalizedMessage detail, got {localized}")
+    check(
+        (localized[0].locale, localized[0].message) == ("es", "permiso denegado"),
+        f"in Spanish: {localized[0]}",
+    )
 
 
 def scenario_idempotency(channel, pb, pb_grpc):
