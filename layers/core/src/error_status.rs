@@ -11,24 +11,26 @@
 //!
 //! Put it outside the tower layers whose errors it should map:
 //!
-//! ```no_run
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use std::time::Duration;
-//! use tonic::transport::Server;
 //! use tonic_blueprint_core::ErrorStatusLayer;
-//! use tower::ServiceBuilder;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //!
-//! # async fn run(routes: tonic::service::Routes) -> Result<(), Box<dyn std::error::Error>> {
-//! let layers = ServiceBuilder::new()
+//! // A handler slower than tower's own Timeout, which fails with `Elapsed`.
+//! let slow = service_fn(|_request: http::Request<()>| async {
+//!     tokio::time::sleep(Duration::from_secs(60)).await;
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+//! });
+//! let service = ServiceBuilder::new()
 //!     .layer(ErrorStatusLayer::new())
-//!     .load_shed()
-//!     .concurrency_limit(100)
-//!     .timeout(Duration::from_secs(5));
-//! Server::builder()
-//!     .layer(layers)
-//!     .add_routes(routes)
-//!     .serve("127.0.0.1:50051".parse()?)
-//!     .await?;
-//! # Ok(()) }
+//!     .timeout(Duration::from_millis(10))
+//!     .service(slow);
+//!
+//! let response = service.oneshot(http::Request::new(())).await.unwrap();
+//! assert_eq!(response.status(), http::StatusCode::OK); // never a stream reset
+//! assert_eq!(response.headers()["grpc-status"], "4"); // DEADLINE_EXCEEDED
+//! # });
 //! ```
 
 use crate::catalogue::{self, Lang, Text};
