@@ -48,6 +48,27 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Called directly, as any tower service: a call without a token never reaches the handler.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use tonic_blueprint_auth::{AuthLayer, JwtVerifier};
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! let handler = service_fn(|_request: http::Request<()>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+//! });
+//! let service = AuthLayer::new()
+//!     .jwt(JwtVerifier::new().secret(b"a-long-random-secret"))
+//!     .layer(handler);
+//! let request = http::Request::builder().uri("/shop.v1.Cart/Checkout").body(()).unwrap();
+//! let response = service.oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), http::StatusCode::OK); // never HTTP 401
+//! assert_eq!(response.headers()["grpc-status"], "16"); // UNAUTHENTICATED
+//! assert_eq!(response.headers()["grpc-message"], "missing%20credentials");
+//! # });
+//! ```
+//!
 //! A handler reads the caller with one call:
 //!
 //! ```

@@ -46,6 +46,32 @@
 //!     .await?;
 //! # Ok(()) }
 //! ```
+//!
+//! Called directly, as any tower service (here around the workspace's test service): the
+//! second identical call is answered from the cache, without the handler.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use http_body_util::BodyExt;
+//! use std::time::Duration;
+//! use tonic_blueprint_cache::ResponseCacheLayer;
+//! use tonic_blueprint_testkit::{TestService, pb::TestRequest, unary_http_request};
+//! use tower::{Layer, ServiceExt};
+//!
+//! let handler = TestService::default();
+//! let service = ResponseCacheLayer::new()
+//!     .cache("blueprint.test.v1.TestService/Unary", Duration::from_secs(60))
+//!     .layer(handler.clone().into_server());
+//! for expected in ["miss", "hit"] {
+//!     let request = unary_http_request(&TestRequest::echo("hello"));
+//!     let response = service.clone().oneshot(request).await.unwrap();
+//!     assert_eq!(response.headers()["x-cache"], expected);
+//!     let trailers = response.into_body().collect().await.unwrap().trailers().cloned();
+//!     assert_eq!(trailers.unwrap()["grpc-status"], "0");
+//! }
+//! assert_eq!(handler.counts().started(), 1);
+//! # });
+//! ```
 
 mod body;
 mod broadcast;

@@ -50,6 +50,41 @@
 //!     .await?;
 //! # Ok(()) }
 //! ```
+//!
+//! Called directly, as any tower service, with the `metrics` crate's debugging recorder: the
+//! call is counted with its final status.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use metrics_util::debugging::DebuggingRecorder;
+//! use tonic_blueprint_metrics::MetricsLayer;
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! let recorder = DebuggingRecorder::new();
+//! let snapshotter = recorder.snapshotter();
+//! let _guard = metrics::set_default_local_recorder(&recorder);
+//!
+//! let handler = service_fn(|_request: http::Request<tonic::body::Body>| async {
+//!     let mut response = http::Response::new(tonic::body::Body::default());
+//!     response.headers_mut().insert("grpc-status", http::HeaderValue::from_static("5"));
+//!     Ok::<_, std::convert::Infallible>(response)
+//! });
+//! let service = MetricsLayer::new().layer(handler);
+//! let request = http::Request::builder()
+//!     .uri("/shop.v1.Cart/Get")
+//!     .body(tonic::body::Body::default())
+//!     .unwrap();
+//! let response = service.oneshot(request).await.unwrap();
+//! assert_eq!(response.headers()["grpc-status"], "5");
+//! drop(response);
+//!
+//! let handled = snapshotter.snapshot().into_vec().into_iter().any(|(key, ..)| {
+//!     key.key().name() == "grpc_server_handled_total"
+//!         && key.key().labels().any(|l| l.key() == "grpc_code" && l.value() == "NotFound")
+//! });
+//! assert!(handled);
+//! # });
+//! ```
 
 #[cfg(feature = "prometheus")]
 pub mod exporter;

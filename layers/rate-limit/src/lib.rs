@@ -44,7 +44,8 @@
 //! # async fn run(routes: tonic::service::Routes) -> Result<(), Box<dyn std::error::Error>> {
 //! let limits = RateLimitLayer::new(Quota::per_minute(100))
 //!     .with_method("payments.v1.PaymentService/CreatePayment", Quota::per_minute(10))
-//!     .key(KeySource::Metadata("x-user-id".parse()?))
+//!     // The caller an auth layer verified, else the client IP (behind these proxies).
+//!     .key(KeySource::Identity)
 //!     .trusted_proxies(["10.0.0.0/8".parse()?]);
 //! Server::builder()
 //!     .layer(limits)
@@ -52,6 +53,31 @@
 //!     .serve("127.0.0.1:50051".parse()?)
 //!     .await?;
 //! # Ok(()) }
+//! ```
+//!
+//! Called directly, as any tower service: the third call within the minute is refused.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use tonic_blueprint_rate_limit::{Quota, RateLimitLayer};
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! let handler = service_fn(|_request: http::Request<()>| async {
+//!     let mut response = http::Response::new(());
+//!     response.headers_mut().insert("grpc-status", http::HeaderValue::from_static("0"));
+//!     Ok::<_, std::convert::Infallible>(response)
+//! });
+//! let service = RateLimitLayer::new(Quota::per_minute(2)).layer(handler);
+//! let call = || http::Request::builder().uri("/shop.v1.Cart/Add").body(()).unwrap();
+//! for _ in 0..2 {
+//!     let admitted = service.clone().oneshot(call()).await.unwrap();
+//!     assert_eq!(admitted.headers()["grpc-status"], "0");
+//! }
+//! let refused = service.clone().oneshot(call()).await.unwrap();
+//! assert_eq!(refused.status(), http::StatusCode::OK); // never HTTP 429
+//! assert_eq!(refused.headers()["grpc-status"], "8"); // RESOURCE_EXHAUSTED
+//! assert!(refused.headers().contains_key("retry-after"));
+//! # });
 //! ```
 //!
 //! # Memory

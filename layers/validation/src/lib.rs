@@ -47,6 +47,32 @@
 //! # let _ = validation; Ok(()) }
 //! ```
 //!
+//! Called directly, as any tower service: an invalid request never reaches the handler.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use tonic_blueprint_testkit::{CREATE, VALIDATED_DESCRIPTOR_SET, grpc_http_request};
+//! use tonic_blueprint_testkit::pb::CreateRequest;
+//! use tonic_blueprint_validation::RequestValidationLayer;
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! let handler = service_fn(|_request: http::Request<tonic::body::Body>| async {
+//!     unreachable!("an invalid request reached the handler");
+//!     #[allow(unreachable_code)]
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(tonic::body::Body::default()))
+//! });
+//! let service = RequestValidationLayer::from_descriptors(VALIDATED_DESCRIPTOR_SET)
+//!     .unwrap()
+//!     .layer(handler);
+//! // Every required field missing: one INVALID_ARGUMENT listing each violation.
+//! let request = grpc_http_request(CREATE, &CreateRequest::default());
+//! let response = service.oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), http::StatusCode::OK); // never HTTP 400
+//! assert_eq!(response.headers()["grpc-status"], "3"); // INVALID_ARGUMENT
+//! assert!(response.headers().contains_key("grpc-status-details-bin")); // BadRequest
+//! # });
+//! ```
+//!
 //! Build the descriptor set with protox, with `proto/third_party` (which holds
 //! `buf/validate/validate.proto`) on the include path, and keep its extension options:
 //! a set that went through `prost_types` has lost them, and the layer refuses to start on
