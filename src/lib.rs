@@ -9,7 +9,7 @@
 //! | `validation` | [`tonic-blueprint-validation`](validation) | `buf.validate` rules from the descriptors, every violation in one BadRequest, client streams checked message by message, localized messages (needs `PROTOC` at build time, see the crate docs) |
 //! | `timeout` | [`tonic-blueprint-timeout`](timeout) | deadlines: DEADLINE_EXCEEDED for unary and streaming calls, per-method policy, `grpc-timeout` honoured |
 //! | `panic-recovery` | [`tonic-blueprint-panic-recovery`](panic_recovery) | panics in handlers and mid-stream become INTERNAL, logged with their location, never leaked |
-//! | `logging` | [`tonic-blueprint-logging`](logging) | request ids, one span per call, the finishing event at a level chosen by outcome, sensitive metadata redacted |
+//! | `logging` | [`tonic-blueprint-logging`](logging) | request ids, one span per call in the caller's W3C trace (`trace_id`, `span_id` on every line), the finishing event at a level chosen by outcome, sensitive metadata redacted; `PropagateLayer` carries trace, request id and deadline on to outgoing calls |
 //! | `metrics` | [`tonic-blueprint-metrics`](metrics) | the go-grpc-prometheus metric family from the real final status, and the `/metrics` exporter |
 //! | `auth` | [`tonic-blueprint-auth`](auth) | verified callers: bearer JWTs (secret, PEM or a rotating JWKS) and hashed API keys, per-method scopes, the `Identity` every caller-keyed layer reads |
 //! | `rate-limit` | [`tonic-blueprint-rate-limit`](rate_limit) | per-caller quotas per method, RESOURCE_EXHAUSTED with RetryInfo, bounded memory |
@@ -18,6 +18,7 @@
 //! | `nats` (off) | | two-tier cache invalidations broadcast to every replica over NATS |
 //! | `tls` (off) | | TLS on every hop, rustls on ring (no OpenSSL): the server's certificate and mutual TLS (reloaded without dropping connections), `rediss://`, PostgreSQL `sslmode`; NATS speaks TLS in every build |
 //! | `telemetry` | [`telemetry`] (this crate) | the tracing subscriber: env filter, pretty or JSON, rotated files, non-blocking |
+//! | `otel` (off) | `telemetry::otel` (this crate) | sampled server, client and NATS consumer spans exported over OTLP/gRPC, never blocking a call (`OTEL_EXPORTER_OTLP_ENDPOINT`, ...) |
 //! | (always) | [`tonic-blueprint-core`](core) | the shared plumbing: RPC identity, method policy, trailers-only rejections, outcome observer, deadlines, frames, the error catalogue |
 //!
 //! Each layer is its own crate: depend on one alone to compile nothing else.

@@ -159,8 +159,8 @@ impl std::error::Error for ServeError {
 }
 
 /// Logging as configured (`LOG_FORMAT`, `LOG_DIR`, `LOG_LEVEL`), and with the `otel`
-/// feature the span exporter (`OTEL_EXPORTER_OTLP_ENDPOINT`, ...; see
-/// [`telemetry::otel`](crate::telemetry::otel)); keep the guard until exit.
+/// feature the span exporter (`OTEL_EXPORTER_OTLP_ENDPOINT`, ...; see `telemetry::otel`);
+/// keep the guard until exit.
 pub fn init_logging(config: &BlueprintConfig) -> Result<TelemetryGuard, telemetry::TelemetryError> {
     let guard = telemetry::init(&telemetry_config(config))?;
     #[cfg(feature = "otel")]

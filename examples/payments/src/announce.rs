@@ -20,6 +20,7 @@ use crate::store::{Store, timestamp};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use tonic_blueprint::core::trace::parse_traceparent;
 use tonic_blueprint::core::{Deadline, DeadlineSource, RequestId};
 use tonic_blueprint::events::{
     EventContext, Events, EventsError, NatsConfig, StreamConfig, Subject,
@@ -159,7 +160,20 @@ impl Announcer {
             while let Some(message) = subscription.next().await {
                 match checked_event(&message) {
                     // Only a doorbell: the payment itself is read from the table.
-                    Some(event) if event.sequence > hub.head() => hub.ring(),
+                    Some(event) if event.sequence > hub.head() => {
+                        // The create call's trace, so the watch's wake-up can be found by it.
+                        let trace = message
+                            .headers
+                            .as_ref()
+                            .and_then(|h| h.get("traceparent"))
+                            .and_then(|v| parse_traceparent(v.as_str().as_bytes()));
+                        tracing::debug!(
+                            payment.sequence = event.sequence,
+                            trace_id = trace.map(|t| tracing::field::display(t.trace_id)),
+                            "payment event: the watch doorbell rings"
+                        );
+                        hub.ring()
+                    }
                     Some(_) => {}
                     None => tracing::debug!(
                         subject = %message.subject,
