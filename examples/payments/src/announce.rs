@@ -134,13 +134,24 @@ impl Announcer {
     /// stream (`payments.>`) is created or updated. Each event from any replica rings
     /// `hub`'s doorbell.
     pub async fn connect(url: &str, store: Store, hub: Hub) -> Result<Self, EventsError> {
+        Self::connect_with(NatsConfig::with_url(url), store, hub).await
+    }
+
+    /// [`connect`](Self::connect) with the connection settings of `base` (the kit's
+    /// `NATS_URL`, `NATS_CA_FILE`, client certificate and `NATS_CREDS_FILE`:
+    /// [`NatsConfig::from_section`]).
+    pub async fn connect_with(
+        base: NatsConfig,
+        store: Store,
+        hub: Hub,
+    ) -> Result<Self, EventsError> {
         let config = NatsConfig {
             name: Some(SERVICE.to_owned()),
             jetstream: true,
             // A late acknowledgement costs a relay round before the event is marked: wait up
             // to ANNOUNCE_WITHIN for it (a disconnected NATS costs nothing).
             request_publish_timeout_ms: ANNOUNCE_WITHIN.as_millis() as u64,
-            ..NatsConfig::with_url(url)
+            ..base
         };
         let events = Events::connect(&config).await?;
         let jetstream = events.client().server_info().jetstream;

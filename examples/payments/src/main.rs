@@ -3,6 +3,11 @@
 //! in-process cache and rate limiter, and no events. `REDIS_URL`, `NATS_URL` and a
 //! `postgres://` `DATABASE_URL` switch each part to the real thing; see `export.sh` here.
 //!
+//! `TLS_CERT_FILE` and `TLS_KEY_FILE` make it speak only TLS (`TLS_CLIENT_CA_FILE`: every
+//! client needs a certificate of that CA); `rediss://`, `sslmode=verify-full` and `tls://`
+//! take Redis, PostgreSQL and NATS over TLS, verified against `REDIS_CA_FILE`, `sslrootcert`
+//! and `NATS_CA_FILE`. A URL that asks for TLS is never served in plaintext.
+//!
 //! Every call needs a bearer JWT. The default `AUTH_JWT_SECRET` is the development secret
 //! `dev-secret` (the service warns when it runs with it): set your own, or set it empty and
 //! point `AUTH_JWKS_URL` at your identity provider.
@@ -34,6 +39,7 @@ use std::process::ExitCode;
 use tonic::service::Routes;
 use tonic_blueprint::config::{ConfigError, Loader};
 use tonic_blueprint::db::{Database, DatabaseConfig};
+use tonic_blueprint::events::NatsConfig;
 use tonic_blueprint::server::{Server, init_logging, shutdown_signal};
 
 /// The embedded database when `DATABASE_URL` is empty.
@@ -70,9 +76,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         _ => 0,
     };
     let _logs = init_logging(&config)?;
-    if !config.auth.enabled() {
+    // A client certificate names the caller too (TLS_CLIENT_CA_FILE, AUTH_MTLS_IDENTITY).
+    let certificate_callers = config.tls.client_auth() && config.auth.mtls_identity.trim() != "off";
+    if !config.auth.enabled() && !certificate_callers {
         return Err(
-            "every call needs a verified caller: set AUTH_JWT_SECRET or AUTH_JWKS_URL".into(),
+            "every call needs a verified caller: set AUTH_JWT_SECRET or AUTH_JWKS_URL (or TLS_CLIENT_CA_FILE with AUTH_MTLS_IDENTITY)".into(),
         );
     }
     if config.auth.jwt_secret == DEV_SECRET {
@@ -90,7 +98,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             url => url,
         })
     })
-    .await?;
+    .await
+    .map_err(|e| format!("DATABASE_URL: {e}"))?;
     let store = Store::new(database.clone()).with_clock_skew_ms(clock_skew_ms);
     if clock_skew_ms != 0 {
         tracing::warn!(
@@ -108,7 +117,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let hub = Hub::start(store.clone(), watch).await?;
     let announcer = match config.nats.get() {
-        Some(url) => Announcer::connect(url, store.clone(), hub.clone()).await?,
+        // NATS_URL with NATS_CA_FILE, a client certificate, NATS_CREDS_FILE: named on failure.
+        Some(_) => Announcer::connect_with(
+            NatsConfig::from_section(&config.nats),
+            store.clone(),
+            hub.clone(),
+        )
+        .await
+        .map_err(|e| format!("NATS_URL: {e}"))?,
         None => Announcer::local(store.clone()),
     };
     let relay = announcer.publishes().then(|| announcer.spawn_relay());

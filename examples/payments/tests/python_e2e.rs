@@ -11,6 +11,11 @@
 //! `x-request-id` echo, NOT_FOUND and the WatchPayments stream. Finally the server must stop
 //! cleanly on SIGTERM.
 //!
+//! The server speaks only TLS with client certificates required (`TLS_CERT_FILE`,
+//! `TLS_KEY_FILE`, `TLS_CLIENT_CA_FILE`, certificates made by the test with rcgen), and the
+//! script calls it over TLS with a client certificate; it first checks that a channel without
+//! one is refused. Callers are still named by their tokens (`AUTH_MTLS_IDENTITY=off`).
+//!
 //! Needs `python3` (3.11) on PATH and PyPI reachable on the first run; it fails, never skips,
 //! without them.
 
@@ -89,7 +94,14 @@ fn venv_python() -> PathBuf {
 fn python_grpcio_client_end_to_end() {
     let python = venv_python();
     let db_dir = tempfile::tempdir().expect("create a temporary directory for the database");
+    let pki = tonic_blueprint_testkit::TestPki::new("payments-e2e");
+    let server_cert = pki.server("payments", &[]);
+    let client_cert = pki.client("python-e2e", None);
     let server = PaymentsProcess::start(&[
+        ("TLS_CERT_FILE", server_cert.cert.display().to_string()),
+        ("TLS_KEY_FILE", server_cert.key.display().to_string()),
+        ("TLS_CLIENT_CA_FILE", pki.ca_file().display().to_string()),
+        ("AUTH_MTLS_IDENTITY", "off".to_owned()),
         (
             "DATABASE_URL",
             format!("sqlite://{}", db_dir.path().join("payments.db").display()),
@@ -114,7 +126,13 @@ fn python_grpcio_client_end_to_end() {
             .arg("--proto-root")
             .arg(&proto_root)
             .arg("--jwt-secret")
-            .arg(JWT_SECRET),
+            .arg(JWT_SECRET)
+            .arg("--ca")
+            .arg(pki.ca_file())
+            .arg("--cert")
+            .arg(&client_cert.cert)
+            .arg("--key")
+            .arg(&client_cert.key),
         "tests/python/payments_e2e.py",
     );
     print!("{}", String::from_utf8_lossy(&output.stdout));

@@ -9,6 +9,11 @@
 //! It calls as `--user` (default `user-1`; a second positional argument works too) with a
 //! bearer JWT it mints itself: HS256 with `AUTH_JWT_SECRET` from the environment (default
 //! `dev-secret`, the service's development default), `sub` = the user, valid for an hour.
+//!
+//! An `https://` address is called over TLS: the server verified against the CA in
+//! `PAYMENTS_CA_FILE` (else the system's roots), presenting the client certificate of
+//! `PAYMENTS_CERT_FILE` and `PAYMENTS_KEY_FILE` when set (for a server with
+//! `TLS_CLIENT_CA_FILE`).
 
 use payments_example::metadata_text;
 use payments_example::pb::payment_service_client::PaymentServiceClient;
@@ -58,6 +63,31 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(String, String)
     Ok((addr, user))
 }
 
+/// A channel to `addr`: plaintext for `http://`, TLS for `https://` (see the module docs).
+async fn channel(addr: &str) -> Result<tonic::transport::Channel, Box<dyn std::error::Error>> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let endpoint = Endpoint::from_shared(addr.to_owned())?;
+    if !addr.starts_with("https://") {
+        return Ok(endpoint.connect().await?);
+    }
+    let file = |name: &str| -> Result<Option<Vec<u8>>, String> {
+        match std::env::var(name) {
+            Ok(path) if !path.trim().is_empty() => std::fs::read(path.trim())
+                .map(Some)
+                .map_err(|e| format!("{name}={path}: {e}")),
+            _ => Ok(None),
+        }
+    };
+    let mut tls = ClientTlsConfig::new().with_native_roots();
+    if let Some(ca) = file("PAYMENTS_CA_FILE")? {
+        tls = tls.ca_certificate(Certificate::from_pem(ca));
+    }
+    if let (Some(cert), Some(key)) = (file("PAYMENTS_CERT_FILE")?, file("PAYMENTS_KEY_FILE")?) {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    Ok(endpoint.tls_config(tls)?.connect().await?)
+}
+
 /// A request carrying the caller's token (who calls: rate limits and cache entries are per
 /// user) and a request id to find the call in the server's logs.
 fn request<T>(message: T, token: &str, request_id: &str) -> Request<T> {
@@ -103,7 +133,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let secret = std::env::var("AUTH_JWT_SECRET").unwrap_or_else(|_| DEV_SECRET.to_owned());
     let token = mint(&secret, &user, Duration::from_secs(3600))?;
-    let mut client = PaymentServiceClient::connect(addr.clone()).await?;
+    let mut client = PaymentServiceClient::new(channel(&addr).await?);
     println!("connected to {addr} as {user} (bearer JWT, HS256, sub {user:?}, expires in 1 h)");
 
     // One key per intended payment; a retry of that payment sends it again.

@@ -8,6 +8,11 @@ grpc.reflection.v1alpha), authentication (bearer JWTs minted here with PyJWT), w
 which payment, and idempotent creates.
 
 Usage: python payments_e2e.py --addr 127.0.0.1:PORT --proto-root /path/to/proto --jwt-secret S
+       [--ca CA.pem --cert CLIENT.pem --key CLIENT.key]
+
+With --ca the channel is TLS, the server verified against CA.pem; with --cert and --key the
+client presents that certificate (mutual TLS), and a first scenario checks that a channel
+without a client certificate is refused.
 
 The server must run with AUTH_JWT_SECRET=S and RATE_LIMIT_PER_MINUTE=5: every scenario calls
 as its own user (the token's `sub`, which the rate limit is keyed on) and makes at most 5
@@ -486,11 +491,30 @@ SCENARIOS = [
 ]
 
 
+def secure_channel(addr, ca, cert, key):
+    """A TLS channel to addr verifying the server with the PEM CA, presenting cert and key."""
+
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read()
+
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read(ca),
+        private_key=read(key) if key else None,
+        certificate_chain=read(cert) if cert else None,
+    )
+    # The server's certificate names localhost (and 127.0.0.1).
+    return grpc.secure_channel(addr, credentials, options=[("grpc.ssl_target_name_override", "localhost")])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--addr", required=True, help="host:port of the payments server")
     parser.add_argument("--proto-root", required=True, help="the workspace's proto directory")
     parser.add_argument("--jwt-secret", required=True, help="the server's AUTH_JWT_SECRET")
+    parser.add_argument("--ca", help="PEM CA of the server's certificate: TLS instead of plaintext")
+    parser.add_argument("--cert", help="PEM client certificate (mutual TLS, with --key)")
+    parser.add_argument("--key", help="PEM key of --cert")
     args = parser.parse_args()
     global _jwt_secret
     _jwt_secret = args.jwt_secret
@@ -505,7 +529,29 @@ def main():
             traceback.print_exc()
             return 1
 
-        with grpc.insecure_channel(args.addr) as channel:
+        if args.ca and args.cert:
+            # Mutual TLS: the server refuses a channel without a client certificate.
+            with secure_channel(args.addr, args.ca, None, None) as anonymous:
+                try:
+                    stub = pb_grpc.PaymentServiceStub(anonymous)
+                    stub.GetPayment(
+                        pb.GetPaymentRequest(id="x"),
+                        metadata=[("authorization", f"Bearer {token(user('anonymous'))}")],
+                        timeout=DEADLINE,
+                    )
+                    print("FAIL mutual TLS: a channel without a client certificate was served", file=sys.stderr)
+                    return 1
+                except grpc.RpcError as err:
+                    if err.code() != grpc.StatusCode.UNAVAILABLE:
+                        print(f"FAIL mutual TLS: expected UNAVAILABLE, got {err.code()}", file=sys.stderr)
+                        return 1
+            print("ok mutual TLS refuses a client without a certificate", flush=True)
+
+        with (
+            secure_channel(args.addr, args.ca, args.cert, args.key)
+            if args.ca
+            else grpc.insecure_channel(args.addr)
+        ) as channel:
             try:
                 grpc.channel_ready_future(channel).result(timeout=DEADLINE)
             except grpc.FutureTimeoutError:
