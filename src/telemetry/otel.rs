@@ -1,7 +1,7 @@
 //! OpenTelemetry export (feature `otel`): sampled spans to an OTLP/gRPC endpoint.
 //!
 //! [`init`] installs the process's span recorder
-//! ([`SpanRecorder`](crate::core::trace::SpanRecorder)): the RequestLogging layer's server
+//! ([`SpanRecorder`]): the RequestLogging layer's server
 //! spans, the logging crate's `PropagateLayer`'s client spans and the NATS
 //! consumers' spans are then exported when sampled. The ids are the ones in the logs
 //! (`trace_id`, `span_id`): a log line leads to its span and back.

@@ -3,7 +3,7 @@
 //!
 //! [`PropagateLayer`] wraps a [`Channel`](tonic::transport::Channel) (or any client service).
 //! When a request goes out while a call is being served (the
-//! [`CurrentCall`](tonic_blueprint_core::CurrentCall) the RequestLogging layer makes current
+//! [`CurrentCall`] the RequestLogging layer makes current
 //! while the handler runs, or one put in the request's extensions), it adds:
 //!
 //! - `traceparent` (and the caller's `tracestate` and `baggage`): the callee's span joins the
@@ -23,7 +23,7 @@
 //!
 //! The current call is a thread's, during a poll of the handler's future or response stream:
 //! a handler that spawns a task to make the call wraps it in
-//! [`CurrentCall::scope`](tonic_blueprint_core::CurrentCall::scope).
+//! [`CurrentCall::scope`].
 //!
 //! ```no_run
 //! use tonic::transport::Endpoint;
