@@ -3,6 +3,9 @@
 //! The same shape as `tracing_subscriber::fmt().json().flatten_event(true)
 //! .with_current_span(true).with_span_list(false)`: `timestamp`, `level`, the event's fields
 //! at the top level, `target`, and the current span's fields (plus its `name`) under `span`.
+//! A span without a `trace_id` of its own inside one that has it (a handler's `#[instrument]`
+//! span inside the call's `grpc.request`) shows the nearest such ancestor's `trace_id` and
+//! `span_id` too, so every line of a call carries its trace.
 //!
 //! Why not that formatter (or json-subscriber's): both collect the event's fields into a
 //! `serde_json` map, and tracing-subscriber's also re-parses the current span's stored fields,
@@ -43,6 +46,31 @@ impl<W: LineSink> JsonLayer<W> {
 /// A span's fields as the inside of a JSON object (`"a":1,"b":"x"`), ready to splice.
 struct SpanFields(String);
 
+/// The `trace_id` and `span_id` entries (`"trace_id":"…","span_id":"…"`) a span without its
+/// own takes from the nearest ancestor that has them.
+struct TraceIds(String);
+
+const TRACE_ID: &str = "trace_id";
+const SPAN_ID: &str = "span_id";
+
+/// The `trace_id` and `span_id` entries of a span's fields, when it has a trace id.
+fn trace_ids(fields: &str) -> Option<String> {
+    let mut trace = None;
+    let mut span = None;
+    for (key, entry) in entries(fields) {
+        match key.trim_matches('"') {
+            TRACE_ID => trace = Some(entry),
+            SPAN_ID => span = Some(entry),
+            _ => {}
+        }
+    }
+    let trace = trace?;
+    Some(match span {
+        Some(span) => format!("{trace},{span}"),
+        None => trace.to_owned(),
+    })
+}
+
 /// Room for a typical span's fields, so the string is allocated once.
 const SPAN_FIELDS_CAPACITY: usize = 256;
 /// A line buffer that grew past this (one huge event) is not kept for the next line.
@@ -59,7 +87,27 @@ where
         };
         let mut fields = String::with_capacity(SPAN_FIELDS_CAPACITY);
         attrs.record(&mut FieldWriter::new(&mut fields, true));
-        span.extensions_mut().insert(SpanFields(fields));
+        // A span without trace ids of its own inside one that has them (a handler's own
+        // span inside the call's): its lines carry the call's, as every line of a call must.
+        let inherited = if attrs.metadata().fields().field(TRACE_ID).is_some() {
+            None
+        } else {
+            span.parent().and_then(|parent| {
+                let extensions = parent.extensions();
+                if let Some(TraceIds(ids)) = extensions.get::<TraceIds>() {
+                    return Some(TraceIds(ids.clone()));
+                }
+                extensions
+                    .get::<SpanFields>()
+                    .and_then(|SpanFields(fields)| trace_ids(fields))
+                    .map(TraceIds)
+            })
+        };
+        let mut extensions = span.extensions_mut();
+        extensions.insert(SpanFields(fields));
+        if let Some(ids) = inherited {
+            extensions.insert(ids);
+        }
     }
 
     /// A field recorded again replaces its earlier value, as with tracing-subscriber's JSON.
@@ -119,6 +167,10 @@ where
             && !fields.is_empty()
         {
             line.push_str(fields);
+            line.push(',');
+        }
+        if let Some(TraceIds(ids)) = extensions.get::<TraceIds>() {
+            line.push_str(ids);
             line.push(',');
         }
         line.push_str("\"name\":");
@@ -496,6 +548,39 @@ mod tests {
         assert_eq!(lines[1]["span"]["code"], "OK");
         assert_eq!(lines[1]["span"]["n"], 2);
         assert_eq!(lines[1]["span"]["name"], "call");
+    }
+
+    #[test]
+    fn spans_inside_a_traced_span_carry_its_trace_ids() {
+        let lines = lines(|| {
+            let call = tracing::info_span!(
+                "grpc.request",
+                request_id = "r-3",
+                trace_id = "4bf92f3577b34da6a3ce929d0e0e4736",
+                span_id = "00f067aa0ba902b7",
+            );
+            let _call = call.enter();
+            let handler = tracing::info_span!("handler", step = 1u64);
+            let _handler = handler.enter();
+            let deeper = tracing::info_span!("deeper");
+            let _deeper = deeper.enter();
+            tracing::info!("deep inside the call");
+            let own =
+                tracing::info_span!("consumer", trace_id = "ffffffffffffffffffffffffffffffff");
+            let _own = own.enter();
+            tracing::info!("a trace of its own");
+        });
+        let deep = &lines[0]["span"];
+        assert_eq!(deep["name"], "deeper");
+        assert_eq!(deep["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(deep["span_id"], "00f067aa0ba902b7");
+        assert!(
+            deep.get("request_id").is_none(),
+            "only the trace ids are inherited"
+        );
+        let own = &lines[1]["span"];
+        assert_eq!(own["trace_id"], "ffffffffffffffffffffffffffffffff");
+        assert!(own.get("span_id").is_none());
     }
 
     #[test]

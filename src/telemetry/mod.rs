@@ -16,6 +16,7 @@
 //! JSON lines keep tracing-subscriber's JSON shape (`timestamp`, `level`, the event's fields
 //! flattened, `target`, and the current span's fields under `span`) but are written straight
 //! to the line, without building a JSON map per event.
+//! A nested span without trace ids of its own shows its ancestor's `trace_id` and `span_id`.
 //!
 //! ```no_run
 //! use tonic_blueprint::telemetry::{self, LogFormat, TelemetryConfig};
