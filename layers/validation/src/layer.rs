@@ -210,6 +210,57 @@ impl RequestValidationLayer {
         Ok(self)
     }
 
+    /// Refuses to build unless every method whose request type has rules (annotations on
+    /// it or on a message inside it) has that type's compiled rules registered with
+    /// [`compiled`](Self::compiled). Call it after the last `compiled`: a request type added
+    /// to the service later without its compiled rules then stops the service at start-up
+    /// instead of quietly running on the reflection engine. Request types without rules need
+    /// nothing. The error names every such method, with its request type.
+    ///
+    /// Types with CEL rules get no generated impl: a service that has any cannot require
+    /// compiled rules everywhere, and leaves this out.
+    ///
+    /// ```no_run
+    /// # use tonic_blueprint_validation::RequestValidationLayer;
+    /// # #[derive(Clone, PartialEq, prost::Message)] struct CreatePaymentRequest {}
+    /// # impl prost::Name for CreatePaymentRequest {
+    /// #     const NAME: &'static str = "CreatePaymentRequest";
+    /// #     const PACKAGE: &'static str = "payments.v1";
+    /// # }
+    /// # impl prost_protovalidate::Validate for CreatePaymentRequest {
+    /// #     fn validate(&self) -> Result<(), prost_protovalidate::ValidationError> { Ok(()) }
+    /// # }
+    /// # const FILE_DESCRIPTOR_SET: &[u8] = &[];
+    /// # fn build() -> Result<(), Box<dyn std::error::Error>> {
+    /// let validation = RequestValidationLayer::from_descriptors(FILE_DESCRIPTOR_SET)?
+    ///     .compiled::<CreatePaymentRequest>()?
+    ///     // Fails, naming the method, if another request type has rules but none compiled.
+    ///     .require_compiled()?;
+    /// # let _ = validation; Ok(()) }
+    /// ```
+    pub fn require_compiled(self) -> Result<Self, BuildError> {
+        let mut problems: Vec<String> = self
+            .shared
+            .methods
+            .iter()
+            .filter(|(_, rules)| rules.annotated && rules.compiled.is_none())
+            .map(|(path, rules)| {
+                format!(
+                    "{} takes {}, which has rules but no compiled rules registered (add \
+                     .compiled::<{}>())",
+                    path.trim_start_matches('/'),
+                    rules.input.full_name(),
+                    rules.input.name()
+                )
+            })
+            .collect();
+        if problems.is_empty() {
+            return Ok(self);
+        }
+        problems.sort();
+        Err(BuildError { problems })
+    }
+
     /// Metadata rules for `methods`: `*` (every method), `pkg.Service/*` or
     /// `pkg.Service/Method`; the most specific entry applies to a call.
     pub fn metadata(

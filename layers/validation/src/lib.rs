@@ -25,7 +25,9 @@
 //!   rules instead, generated at build time by
 //!   [prost-protovalidate-build](https://docs.rs/prost-protovalidate-build)
 //!   ([`RequestValidationLayer::compiled`]): less than half the layer's cost per valid
-//!   request, with the same answers.
+//!   request, with the same answers. [`RequestValidationLayer::require_compiled`] makes a
+//!   request type with rules but none compiled a start-up error rather than a silent
+//!   fallback to the engine.
 //!
 //! ```no_run
 //! use tonic_blueprint_validation::{MetadataRule, RequestValidationLayer, Violations, typed};

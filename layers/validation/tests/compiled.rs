@@ -340,3 +340,60 @@ fn a_type_no_method_takes_is_refused_when_the_layer_is_built() {
         "{err}"
     );
 }
+
+#[test]
+fn require_compiled_names_every_method_whose_rules_are_not_compiled() {
+    // The three methods take CreateRequest, which has rules: each is named.
+    let err = engine_layer()
+        .require_compiled()
+        .expect_err("no compiled rules registered");
+    assert_eq!(err.problems.len(), 3, "{err}");
+    for method in ["Chat", "Create", "Upload"] {
+        let named = format!(
+            "blueprint.test.v1.ValidatedService/{method} takes blueprint.test.v1.CreateRequest"
+        );
+        assert!(
+            err.problems.iter().any(|p| p.starts_with(&named)),
+            "{method}: {err}"
+        );
+    }
+    assert!(
+        err.to_string().contains(".compiled::<CreateRequest>()"),
+        "{err}"
+    );
+
+    // Registered: the layer builds.
+    compiled_layer()
+        .require_compiled()
+        .expect("every request type with rules is compiled");
+}
+
+#[test]
+fn require_compiled_needs_nothing_for_request_types_without_rules() {
+    // The validated service beside the plain test service, whose TestRequest has no rules.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let mut compiler =
+        protox::Compiler::new([root.clone(), root.join("third_party")]).expect("compiler");
+    compiler.include_imports(true);
+    compiler
+        .open_files([
+            "blueprint/test/v1/test.proto",
+            "blueprint/test/v1/validated.proto",
+        ])
+        .expect("compile");
+    let set = compiler.encode_file_descriptor_set();
+    let layer = RequestValidationLayer::from_descriptors(&set).expect("layer");
+    let err = layer
+        .clone()
+        .require_compiled()
+        .expect_err("CreateRequest is not compiled");
+    assert!(
+        err.problems.iter().all(|p| p.contains("ValidatedService/")),
+        "only the methods with rules are named: {err}"
+    );
+    layer
+        .compiled::<CreateRequest>()
+        .expect("CreateRequest")
+        .require_compiled()
+        .expect("TestService's requests have no rules to compile");
+}
