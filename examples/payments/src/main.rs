@@ -131,14 +131,16 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let server = Server::new(config).descriptors(DESCRIPTOR_SET);
     let mut stack = server.preset_stack().await?;
-    // The request types' compiled rules: valid requests skip the reflection engine.
+    // The request types' compiled rules: valid requests skip the reflection engine. A
+    // request type with rules left out here stops the service at start-up, named.
     if let Some(validation) = stack.validation.take() {
         stack.validation = Some(
             validation
                 .compiled::<CreatePaymentRequest>()?
                 .compiled::<GetPaymentRequest>()?
                 .compiled::<ListPaymentsRequest>()?
-                .compiled::<WatchPaymentsRequest>()?,
+                .compiled::<WatchPaymentsRequest>()?
+                .require_compiled()?,
         );
     }
     let invalidator = stack.cache.as_ref().map(|cache| cache.invalidator());
