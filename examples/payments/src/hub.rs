@@ -393,10 +393,7 @@ async fn read(inner: &Inner) -> Result<bool, tonic_blueprint::db::DbError> {
         )
     };
     let deadline = Deadline::after(TAIL_READ_TIMEOUT, DeadlineSource::Server);
-    let payments = inner
-        .store
-        .after(after, page as i64, Some(&deadline))
-        .await?;
+    let payments = inner.store.after(after, page, Some(&deadline)).await?;
     let Some(last) = payments.last().map(|p| p.sequence) else {
         return Ok(false);
     };
@@ -538,12 +535,7 @@ impl Watcher {
         let page = self
             .inner
             .store
-            .user_after(
-                &self.user_id,
-                self.cursor,
-                CATCH_UP_PAGE as i64,
-                Some(&deadline),
-            )
+            .user_after(&self.user_id, self.cursor, CATCH_UP_PAGE, Some(&deadline))
             .await?;
         if page.len() < CATCH_UP_PAGE {
             self.skip_to = Some(scanned_to);

@@ -47,6 +47,13 @@ pub const INVALID_PAGE_TOKEN: Message = Message::new(
 )
 .es("page_token no válido: usa next_page_token de la página anterior");
 
+/// INVALID_ARGUMENT: a negative `page_size`.
+pub const INVALID_PAGE_SIZE: Message = Message::new(
+    "payments.invalid_page_size",
+    "invalid page_size: 0 (the default page) to 100",
+)
+.es("page_size no válido: de 0 (la página por defecto) a 100");
+
 /// RESOURCE_EXHAUSTED: the user has the most watches a user may open.
 pub const TOO_MANY_WATCHERS_PER_USER: Message = Message::new(
     "payments.too_many_watchers_per_user",
@@ -90,6 +97,7 @@ pub const MESSAGES: Catalogue = Catalogue::new(&[
     INVALID_IDEMPOTENCY_KEY,
     IDEMPOTENCY_KEY_REUSED,
     INVALID_PAGE_TOKEN,
+    INVALID_PAGE_SIZE,
     TOO_MANY_WATCHERS_PER_USER,
     TOO_MANY_WATCHERS,
     WATCHER_TOO_SLOW,

@@ -14,6 +14,10 @@
 //! `google.rpc.LocalizedMessage` detail, built with the kit's catalogue from the service's own
 //! messages ([`crate::messages`]) and the kit's texts.
 //!
+//! `ListPayments` pages newest first in the store's sequence, not by id (a UUID v7 carries
+//! the creating replica's clock, which may be off); its page token is the sequence to
+//! continue below.
+//!
 //! `WatchPayments` streams the caller's payments in the store's sequence, resumable with
 //! `after_sequence`, within the watcher limits (see [`crate::hub`]).
 
@@ -25,7 +29,7 @@ use crate::pb::{
     CreatePaymentRequest, GetPaymentRequest, ListPaymentsRequest, ListPaymentsResponse, Payment,
     WatchPaymentsRequest,
 };
-use crate::store::{Created, NewPayment, Store};
+use crate::store::{Created, Event, NewPayment, Store};
 use futures_util::stream::BoxStream;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
@@ -35,7 +39,11 @@ use tonic_blueprint::core::{Identity, RequestId};
 use tonic_blueprint::db::request_deadline;
 
 /// The page size when the request leaves it 0.
-pub const DEFAULT_PAGE_SIZE: i64 = 20;
+pub const DEFAULT_PAGE_SIZE: usize = 20;
+
+/// The largest page: a larger `page_size` (which the validation layer refuses anyway) gets
+/// this many.
+pub const MAX_PAGE_SIZE: usize = 100;
 
 /// The metadata that makes `CreatePayment` idempotent: 1 to [`MAX_IDEMPOTENCY_KEY_LEN`]
 /// printable ASCII characters (`!` to `~`, no spaces), chosen by the client per intended
@@ -113,6 +121,22 @@ fn payment_not_found(metadata: &MetadataMap) -> Status {
     catalogue::status(Code::NotFound, messages::PAYMENT_NOT_FOUND, lang(metadata))
 }
 
+/// The `next_page_token` of a page ending with the payment of sequence `sequence`: the next
+/// page starts below it. Opaque to clients (they only pass it back).
+fn page_token(sequence: u64) -> String {
+    sequence.to_string()
+}
+
+/// The sequence a `page_token` continues below; `None` when it is not one
+/// [`page_token`] makes (1 to `i64::MAX`, digits only).
+fn parse_page_token(token: &str) -> Option<u64> {
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let sequence = token.parse::<i64>().ok().filter(|&s| s > 0)?;
+    u64::try_from(sequence).ok()
+}
+
 /// The call's [`IDEMPOTENCY_KEY`], if any; INVALID_ARGUMENT when it is sent more than once or
 /// is not 1 to [`MAX_IDEMPOTENCY_KEY_LEN`] printable ASCII characters.
 pub fn idempotency_key(metadata: &MetadataMap) -> Result<Option<String>, Status> {
@@ -147,6 +171,13 @@ impl PaymentService for Payments {
         own(&caller, &body.user_id, &metadata)?;
         let idempotency_key = idempotency_key(&metadata)?;
         let user_id = body.user_id.clone();
+        // With events on, the payment enters the outbox; the relay retries what the
+        // announcement below does not get acknowledged.
+        let event = if self.announcer.publishes() {
+            Event::Due
+        } else {
+            Event::NotDue
+        };
         let created = self
             .store
             .create(
@@ -161,7 +192,7 @@ impl PaymentService for Payments {
                         .unwrap_or_default(),
                     idempotency_key,
                 },
-                !self.announcer.publishes(),
+                event,
                 deadline.as_ref(),
             )
             .await?;
@@ -227,34 +258,36 @@ impl PaymentService for Payments {
         own(&caller, &body.user_id, &metadata)?;
         let before = match body.page_token.as_str() {
             "" => None,
-            token => match uuid::Uuid::try_parse(token) {
-                Ok(id) => Some(id.hyphenated().to_string()),
-                Err(_) => {
-                    return Err(catalogue::status(
-                        Code::InvalidArgument,
-                        messages::INVALID_PAGE_TOKEN,
-                        lang(&metadata),
-                    ));
-                }
-            },
+            token => Some(parse_page_token(token).ok_or_else(|| {
+                catalogue::status(
+                    Code::InvalidArgument,
+                    messages::INVALID_PAGE_TOKEN,
+                    lang(&metadata),
+                )
+            })?),
         };
-        let size = match i64::from(body.page_size) {
-            0 => DEFAULT_PAGE_SIZE,
-            n => n,
+        let size = match usize::try_from(body.page_size) {
+            Ok(0) => DEFAULT_PAGE_SIZE,
+            Ok(n) => n.min(MAX_PAGE_SIZE),
+            Err(_) => {
+                return Err(catalogue::status(
+                    Code::InvalidArgument,
+                    messages::INVALID_PAGE_SIZE,
+                    lang(&metadata),
+                ));
+            }
         };
         // One more than the page: whether there is a next page.
         let mut payments = self
             .store
-            .list(
-                &body.user_id,
-                before.as_deref(),
-                size + 1,
-                deadline.as_ref(),
-            )
+            .list(&body.user_id, before, size + 1, deadline.as_ref())
             .await?;
-        let next_page_token = if payments.len() as i64 > size {
-            payments.truncate(size as usize);
-            payments.last().map(|p| p.id.clone()).unwrap_or_default()
+        let next_page_token = if payments.len() > size {
+            payments.truncate(size);
+            payments
+                .last()
+                .map(|p| page_token(p.sequence))
+                .unwrap_or_default()
         } else {
             String::new()
         };
@@ -281,5 +314,28 @@ impl PaymentService for Payments {
             .hub
             .watch(body.user_id, body.after_sequence, deadline, lang(&metadata))?;
         Ok(Response::new(Box::pin(watch)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_token_reads_back_and_nothing_else_is_one() {
+        for sequence in [1, 42, 9_223_372_036_854_775_807] {
+            assert_eq!(parse_page_token(&page_token(sequence)), Some(sequence));
+        }
+        for token in [
+            "",
+            "0",
+            "-1",
+            "+5",
+            " 5",
+            "9223372036854775808",
+            "01a21472-d403-7769-9be7-c5ffb25e32fe",
+        ] {
+            assert_eq!(parse_page_token(token), None, "{token:?}");
+        }
     }
 }

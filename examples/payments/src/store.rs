@@ -5,11 +5,14 @@
 //! Every payment gets a sequence (`seq`, [`Payment::sequence`]) as it is recorded: the
 //! greatest one plus one, under a unique index, so sequences commit in increasing order on
 //! every replica whatever their clocks (see `migrations/0003_pay_payment_sequence.sql`).
-//! `WatchPayments` delivers and resumes in that order.
+//! `WatchPayments` delivers and resumes in that order, and `ListPayments` pages in it.
+//!
+//! Every statement is a constant with the table name written in it ([`TABLE`]): no SQL text
+//! is put together at run time.
 
 use crate::pb::{Payment, PaymentStatus};
 use tonic_blueprint::core::Deadline;
-use tonic_blueprint::db::{Database, DbError, DbErrorKind, Query, Row, table_name};
+use tonic_blueprint::db::{Database, DbError, DbErrorKind, Query, Row};
 
 /// What a new payment is made of.
 #[derive(Clone, Debug)]
@@ -38,7 +41,9 @@ impl NewPayment {
         hash.update(b"payments.v1.CreatePayment:1\n");
         hash.update(self.amount_cents.to_be_bytes());
         for field in [&self.currency, &self.description] {
-            hash.update((field.len() as u64).to_be_bytes());
+            // Lossless: a length never exceeds u64 on any target Rust supports.
+            let len = u64::try_from(field.len()).unwrap_or(u64::MAX);
+            hash.update(len.to_be_bytes());
             hash.update(field.as_bytes());
         }
         hash.finalize()
@@ -48,6 +53,27 @@ impl NewPayment {
                 let _ = write!(hex, "{byte:02x}");
                 hex
             })
+    }
+}
+
+/// Whether a new payment's `payments.payment.created` event is to be published: what
+/// [`Store::create`] records in the outbox column `event_published`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Events are on: the payment waits in the outbox until its event is acknowledged
+    /// ([`Store::mark_published`]); the relay publishes it if the first try fails.
+    Due,
+    /// Events are off (no NATS): the relay never announces the payment.
+    NotDue,
+}
+
+impl Event {
+    /// The `event_published` value: 0 while the event is due.
+    fn published_flag(self) -> i64 {
+        match self {
+            Self::Due => 0,
+            Self::NotDue => 1,
+        }
     }
 }
 
@@ -84,24 +110,89 @@ pub struct Unpublished {
     pub request_id: String,
 }
 
+/// The payments table, as `migrations/0001_create_pay_payment.sql` creates it: the
+/// blueprint's `<service-short>_<entity>` name,
+/// [`table_name("pay", "payment")`](tonic_blueprint::db::table_name) (a test holds them
+/// equal). Every statement below has it written in.
+pub const TABLE: &str = "pay_payment";
+
+/// The columns a [`Payment`] is read from, for `concat!` (which takes only literals).
+macro_rules! payment_columns {
+    () => {
+        "id, user_id, amount_cents, currency, description, status, created_at_ms, seq"
+    };
+}
+
+/// A new payment with the next sequence; nothing when the user's idempotency key is taken.
+const INSERT_PAYMENT: &str = concat!(
+    "INSERT INTO pay_payment (",
+    payment_columns!(),
+    ", request_id, event_published, idempotency_key, request_hash) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT COALESCE(MAX(seq), 0) + 1 FROM pay_payment), \
+     $8, $9, $10, $11) \
+     ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING seq"
+);
+
+/// The payment that holds a user's idempotency key, with its request hash.
+const SELECT_BY_IDEMPOTENCY_KEY: &str = concat!(
+    "SELECT ",
+    payment_columns!(),
+    ", request_hash FROM pay_payment WHERE user_id = $1 AND idempotency_key = $2"
+);
+
+/// One payment by id.
+const SELECT_PAYMENT: &str = concat!(
+    "SELECT ",
+    payment_columns!(),
+    " FROM pay_payment WHERE id = $1"
+);
+
+/// A page of a user's payments below a sequence, newest first.
+const LIST_PAYMENTS: &str = concat!(
+    "SELECT ",
+    payment_columns!(),
+    " FROM pay_payment WHERE user_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+);
+
+/// The greatest sequence.
+const LAST_SEQUENCE: &str = "SELECT COALESCE(MAX(seq), 0) AS seq FROM pay_payment";
+
+/// Every user's payments after a sequence, in sequence order.
+const PAYMENTS_AFTER: &str = concat!(
+    "SELECT ",
+    payment_columns!(),
+    " FROM pay_payment WHERE seq > $1 ORDER BY seq ASC LIMIT $2"
+);
+
+/// A user's payments after a sequence, in sequence order.
+const USER_PAYMENTS_AFTER: &str = concat!(
+    "SELECT ",
+    payment_columns!(),
+    " FROM pay_payment WHERE user_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3"
+);
+
+/// The payments whose event is due, in sequence order.
+const UNPUBLISHED: &str = concat!(
+    "SELECT ",
+    payment_columns!(),
+    ", request_id FROM pay_payment WHERE event_published = 0 ORDER BY seq ASC LIMIT $1"
+);
+
+/// Marks a payment's event acknowledged.
+const MARK_PUBLISHED: &str = "UPDATE pay_payment SET event_published = 1 WHERE id = $1";
+
 /// The payments table.
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Database,
-    table: String,
     clock_skew_ms: i64,
 }
-
-const COLUMNS: &str =
-    "id, user_id, amount_cents, currency, description, status, created_at_ms, seq";
 
 impl Store {
     /// The store on `db` (migrated with [`crate::MIGRATIONS`]).
     pub fn new(db: Database) -> Self {
-        let table = table_name("pay", "payment").unwrap_or_else(|_| "pay_payment".to_owned());
         Self {
             db,
-            table,
             clock_skew_ms: 0,
         }
     }
@@ -140,8 +231,7 @@ impl Store {
     }
 
     /// Records a new payment, at most one per user and idempotency key, with the next
-    /// sequence. `published`: no event is due (events are off), so the relay never
-    /// announces it.
+    /// sequence; `event` says whether its created event is to be published (the outbox).
     ///
     /// With a key, the insert does nothing when the user's key is taken (the unique index
     /// `pay_payment_idempotency` decides, so concurrent calls with one key store one row),
@@ -151,7 +241,7 @@ impl Store {
     pub async fn create(
         &self,
         new: NewPayment,
-        published: bool,
+        event: Event,
         deadline: Option<&Deadline>,
     ) -> Result<Created, DbError> {
         let now = self.now();
@@ -163,23 +253,18 @@ impl Store {
         let (mut key_attempts, mut sequence_attempts) = (0, 0);
         loop {
             let id = self.new_id(now);
-            let query = Query::new(format!(
-                "INSERT INTO {table} ({COLUMNS}, request_id, event_published, idempotency_key, request_hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT COALESCE(MAX(seq), 0) + 1 FROM {table}), $8, $9, $10, $11) \
-                 ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING seq",
-                table = self.table
-            ))
-            .bind(id.as_str())
-            .bind(new.user_id.as_str())
-            .bind(new.amount_cents)
-            .bind(new.currency.as_str())
-            .bind(new.description.as_str())
-            .bind(status_name(PaymentStatus::Accepted))
-            .bind(created_at_ms)
-            .bind(new.request_id.as_str())
-            .bind(i64::from(published))
-            .bind(new.idempotency_key.as_deref())
-            .bind(request_hash.as_deref());
+            let query = Query::new(INSERT_PAYMENT)
+                .bind(id.as_str())
+                .bind(new.user_id.as_str())
+                .bind(new.amount_cents)
+                .bind(new.currency.as_str())
+                .bind(new.description.as_str())
+                .bind(status_name(PaymentStatus::Accepted))
+                .bind(created_at_ms)
+                .bind(new.request_id.as_str())
+                .bind(event.published_flag())
+                .bind(new.idempotency_key.as_deref())
+                .bind(request_hash.as_deref());
             let inserted = match self
                 .db
                 .fetch_optional("insert_payment", deadline, query)
@@ -207,12 +292,9 @@ impl Store {
             };
             // The conflicting insert committed before ours did nothing (PostgreSQL waits for
             // it), so this read sees it.
-            let query = Query::new(format!(
-                "SELECT {COLUMNS}, request_hash FROM {} WHERE user_id = $1 AND idempotency_key = $2",
-                self.table
-            ))
-            .bind(new.user_id.as_str())
-            .bind(key.as_str());
+            let query = Query::new(SELECT_BY_IDEMPOTENCY_KEY)
+                .bind(new.user_id.as_str())
+                .bind(key.as_str());
             if let Some(row) = self
                 .db
                 .fetch_optional("get_payment_by_idempotency_key", deadline, query)
@@ -238,11 +320,7 @@ impl Store {
         id: &str,
         deadline: Option<&Deadline>,
     ) -> Result<Option<Payment>, DbError> {
-        let query = Query::new(format!(
-            "SELECT {COLUMNS} FROM {} WHERE id = $1",
-            self.table
-        ))
-        .bind(id);
+        let query = Query::new(SELECT_PAYMENT).bind(id);
         self.db
             .fetch_optional("get_payment", deadline, query)
             .await?
@@ -250,39 +328,27 @@ impl Store {
             .transpose()
     }
 
-    /// Up to `limit` of a user's payments older than `before` (an id), newest first.
+    /// Up to `limit` of a user's payments recorded before the one with sequence `before`
+    /// (`None`: from the newest), newest first: in the store's sequence, never by id (ids
+    /// carry the creating replica's clock).
     pub async fn list(
         &self,
         user_id: &str,
-        before: Option<&str>,
-        limit: i64,
+        before: Option<u64>,
+        limit: usize,
         deadline: Option<&Deadline>,
     ) -> Result<Vec<Payment>, DbError> {
-        let query = match before {
-            Some(before) => Query::new(format!(
-                "SELECT {COLUMNS} FROM {} WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-                self.table
-            ))
+        let query = Query::new(LIST_PAYMENTS)
             .bind(user_id)
-            .bind(before)
-            .bind(limit),
-            None => Query::new(format!(
-                "SELECT {COLUMNS} FROM {} WHERE user_id = $1 ORDER BY id DESC LIMIT $2",
-                self.table
-            ))
-            .bind(user_id)
-            .bind(limit),
-        };
+            .bind(before.map_or(i64::MAX, bound))
+            .bind(limit_value(limit));
         let rows = self.db.fetch_all("list_payments", deadline, query).await?;
         rows.iter().map(payment).collect()
     }
 
     /// The greatest sequence recorded (0 when there is no payment).
     pub async fn last_sequence(&self, deadline: Option<&Deadline>) -> Result<u64, DbError> {
-        let query = Query::new(format!(
-            "SELECT COALESCE(MAX(seq), 0) AS seq FROM {}",
-            self.table
-        ));
+        let query = Query::new(LAST_SEQUENCE);
         let row = self
             .db
             .fetch_one("last_payment_sequence", deadline, query)
@@ -295,15 +361,12 @@ impl Store {
     pub async fn after(
         &self,
         after: u64,
-        limit: i64,
+        limit: usize,
         deadline: Option<&Deadline>,
     ) -> Result<Vec<Payment>, DbError> {
-        let query = Query::new(format!(
-            "SELECT {COLUMNS} FROM {} WHERE seq > $1 ORDER BY seq ASC LIMIT $2",
-            self.table
-        ))
-        .bind(bound(after))
-        .bind(limit);
+        let query = Query::new(PAYMENTS_AFTER)
+            .bind(bound(after))
+            .bind(limit_value(limit));
         let rows = self
             .db
             .fetch_all("payments_after_sequence", deadline, query)
@@ -317,16 +380,13 @@ impl Store {
         &self,
         user_id: &str,
         after: u64,
-        limit: i64,
+        limit: usize,
         deadline: Option<&Deadline>,
     ) -> Result<Vec<Payment>, DbError> {
-        let query = Query::new(format!(
-            "SELECT {COLUMNS} FROM {} WHERE user_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3",
-            self.table
-        ))
-        .bind(user_id)
-        .bind(bound(after))
-        .bind(limit);
+        let query = Query::new(USER_PAYMENTS_AFTER)
+            .bind(user_id)
+            .bind(bound(after))
+            .bind(limit_value(limit));
         let rows = self
             .db
             .fetch_all("user_payments_after_sequence", deadline, query)
@@ -334,13 +394,9 @@ impl Store {
         rows.iter().map(payment).collect()
     }
 
-    /// Up to `limit` payments whose event is still due, oldest first.
-    pub async fn unpublished(&self, limit: i64) -> Result<Vec<Unpublished>, DbError> {
-        let query = Query::new(format!(
-            "SELECT {COLUMNS}, request_id FROM {} WHERE event_published = 0 ORDER BY id ASC LIMIT $1",
-            self.table
-        ))
-        .bind(limit);
+    /// Up to `limit` payments whose event is still due, oldest first (in sequence order).
+    pub async fn unpublished(&self, limit: usize) -> Result<Vec<Unpublished>, DbError> {
+        let query = Query::new(UNPUBLISHED).bind(limit_value(limit));
         let rows = self
             .db
             .fetch_all("unpublished_payments", None, query)
@@ -357,11 +413,7 @@ impl Store {
 
     /// Records that the payment's event was acknowledged.
     pub async fn mark_published(&self, id: &str) -> Result<(), DbError> {
-        let query = Query::new(format!(
-            "UPDATE {} SET event_published = 1 WHERE id = $1",
-            self.table
-        ))
-        .bind(id);
+        let query = Query::new(MARK_PUBLISHED).bind(id);
         self.db
             .execute("mark_payment_published", None, query)
             .await?;
@@ -393,6 +445,11 @@ fn bound(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
+/// A row count as a `LIMIT` value: saturating, as a larger limit means no limit anyway.
+fn limit_value(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
 fn payment(row: &Row) -> Result<Payment, DbError> {
     let status: String = row.try_get("status")?;
     Ok(Payment {
@@ -418,5 +475,53 @@ pub fn timestamp(ms: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every statement of the store.
+    const STATEMENTS: [&str; 9] = [
+        INSERT_PAYMENT,
+        SELECT_BY_IDEMPOTENCY_KEY,
+        SELECT_PAYMENT,
+        LIST_PAYMENTS,
+        LAST_SEQUENCE,
+        PAYMENTS_AFTER,
+        USER_PAYMENTS_AFTER,
+        UNPUBLISHED,
+        MARK_PUBLISHED,
+    ];
+
+    #[test]
+    fn every_statement_names_the_table_the_migrations_create() {
+        let named = tonic_blueprint::db::table_name("pay", "payment").expect("a valid name");
+        assert_eq!(named, TABLE, "the blueprint's name for the table");
+        let migration = include_str!("../migrations/0001_create_pay_payment.sql");
+        assert!(
+            migration.contains(&format!("CREATE TABLE IF NOT EXISTS {TABLE} (")),
+            "the migration creates {TABLE}"
+        );
+        for statement in STATEMENTS {
+            let tables: Vec<&str> = statement
+                .split_whitespace()
+                .zip(statement.split_whitespace().skip(1))
+                .filter(|(keyword, _)| matches!(*keyword, "FROM" | "INTO" | "UPDATE"))
+                .map(|(_, table)| table.trim_end_matches([')', ',']))
+                .collect();
+            assert!(!tables.is_empty(), "no table in {statement}");
+            assert!(
+                tables.iter().all(|t| *t == TABLE),
+                "{tables:?} in {statement}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_outbox_flag_is_zero_while_the_event_is_due() {
+        assert_eq!(Event::Due.published_flag(), 0);
+        assert_eq!(Event::NotDue.published_flag(), 1);
     }
 }
