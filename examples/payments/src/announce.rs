@@ -150,7 +150,8 @@ impl Announcer {
             jetstream: true,
             // A late acknowledgement costs a relay round before the event is marked: wait up
             // to ANNOUNCE_WITHIN for it (a disconnected NATS costs nothing).
-            request_publish_timeout_ms: ANNOUNCE_WITHIN.as_millis() as u64,
+            request_publish_timeout_ms: u64::try_from(ANNOUNCE_WITHIN.as_millis())
+                .unwrap_or(u64::MAX),
             ..base
         };
         let events = Events::connect(&config).await?;

@@ -110,12 +110,19 @@ fn create<T>(message: T, token: &str, request_id: &str, key: &str) -> Request<T>
     request
 }
 
+/// An amount in cents as units with two decimals, exactly (no float rounding).
+fn amount(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let cents = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", cents / 100, cents % 100)
+}
+
 fn show(payment: &Payment) -> String {
     format!(
-        "{} {} {:.2} {} {:?} ({})",
+        "{} {} {} {} {:?} ({})",
         payment.id,
         payment.user_id,
-        payment.amount_cents as f64 / 100.0,
+        amount(payment.amount_cents),
         payment.currency,
         payment.description,
         payment.status().as_str_name()
