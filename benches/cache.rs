@@ -100,15 +100,16 @@ fn cache(c: &mut Criterion) {
         );
     }
     let bare = TestService::default().into_server();
-    let moka_layer = ResponseCacheLayer::new().cache(METHOD, Duration::from_secs(600));
+    let moka_layer =
+        ResponseCacheLayer::new().cache(METHOD.parse().expect("key"), Duration::from_secs(600));
     let moka = moka_layer.layer(bare.clone());
     let (redis, tiered, raw_client) = rt.block_on(async {
         let redis = ResponseCacheLayer::new()
-            .cache(METHOD, Duration::from_secs(600))
+            .cache(METHOD.parse().expect("key"), Duration::from_secs(600))
             .store(RedisStore::new(redis_client().await, "bench:cache:redis:"))
             .layer(bare.clone());
         let tiered = ResponseCacheLayer::new()
-            .cache(METHOD, Duration::from_secs(600))
+            .cache(METHOD.parse().expect("key"), Duration::from_secs(600))
             .store(TwoTierStore::new(
                 MokaStore::default(),
                 RedisStore::new(redis_client().await, "bench:cache:tiered:"),
@@ -192,9 +193,9 @@ fn cache_e2e(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.measurement_time(Duration::from_secs(8));
     let bare = rt.block_on(TestServer::start(Server::builder()));
-    let cached = rt.block_on(TestServer::start(
-        Server::builder().layer(ResponseCacheLayer::new().cache(METHOD, Duration::from_secs(600))),
-    ));
+    let cached = rt.block_on(TestServer::start(Server::builder().layer(
+        ResponseCacheLayer::new().cache(METHOD.parse().expect("key"), Duration::from_secs(600)),
+    )));
     for (name, server) in [("bare_echo", &bare), ("moka_hits", &cached)] {
         let client = rt.block_on(server.client());
         // Warm: the first call stores the entry.

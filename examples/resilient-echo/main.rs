@@ -53,8 +53,8 @@ async fn main() -> Result<(), BoxError> {
         .layer(RequestLoggingLayer::new().with_registry(registry.clone()))
         .layer(MetricsLayer::new().with_registry(registry))
         .layer(PanicRecoveryLayer::new())
-        .layer(TimeoutLayer::new(Duration::from_secs(30)).with_method(
-            "blueprint.test.v1.TestService/Unary",
+        .layer(TimeoutLayer::new(Duration::from_secs(30)).with_timeout(
+            "blueprint.test.v1.TestService/Unary".parse()?,
             Duration::from_secs(1),
         ));
     let listener = tokio::net::TcpListener::bind(addr).await?;

@@ -6,7 +6,7 @@ use crate::jwt::JwtVerifier;
 use crate::service::Auth;
 use http::HeaderName;
 use std::sync::Arc;
-use tonic_blueprint_core::{INFRASTRUCTURE_SERVICES, Identity, MethodPolicy};
+use tonic_blueprint_core::{INFRASTRUCTURE_SERVICES, Identity, MethodKey, MethodPolicy};
 use tower_layer::Layer;
 
 /// The default metadata key of API keys.
@@ -119,13 +119,9 @@ impl AuthLayer {
     }
 
     /// The access rule of one method (`pkg.Service/Method`) or service (`pkg.Service/*`).
-    pub fn method_access(
-        mut self,
-        key: &str,
-        access: Access,
-    ) -> Result<Self, tonic_blueprint_core::policy::InvalidKey> {
-        self.shared_mut().access.set(key, access)?;
-        Ok(self)
+    pub fn method_access(mut self, key: MethodKey, access: Access) -> Self {
+        self.shared_mut().access.insert(&key, access);
+        self
     }
 
     /// The access rule of every method not set otherwise (default

@@ -39,7 +39,7 @@
 //! let auth = AuthLayer::new()
 //!     .jwt(JwtVerifier::new().jwks(jwks).issuer("https://issuer.example").audience("payments"))
 //!     .api_keys(ApiKeys::new().hashed(ApiKeys::hash("key-from-a-secret-store"), "reports-job", ["payments:read"]))
-//!     .method_access("payments.v1.PaymentService/CreatePayment", Access::scopes(["payments:write"]))?;
+//!     .method_access("payments.v1.PaymentService/CreatePayment".parse()?, Access::scopes(["payments:write"]));
 //! Server::builder()
 //!     .layer(auth)
 //!     .add_routes(routes)
@@ -105,4 +105,5 @@ pub use jwt::{
 };
 pub use layer::{AuthLayer, DEFAULT_API_KEY_HEADER};
 pub use service::Auth;
+pub use tonic_blueprint_core::MethodKey;
 pub use tonic_blueprint_core::{AuthMethod, Identity};

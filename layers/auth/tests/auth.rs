@@ -24,8 +24,10 @@ fn layer() -> AuthLayer {
                 .audience("blueprint-tests"),
         )
         .api_keys(ApiKeys::new().key("k-reports-0123456789", "reports-job", ["reports"]))
-        .method_access(CLIENT_STREAM, Access::scopes(["upload"]))
-        .expect("key")
+        .method_access(
+            CLIENT_STREAM[1..].parse().expect("key"),
+            Access::scopes(["upload"]),
+        )
 }
 
 fn good_claims(sub: &str) -> serde_json::Value {
@@ -193,9 +195,7 @@ async fn api_keys_prove_their_owner_and_unknown_keys_are_refused() {
 
 #[tokio::test]
 async fn anonymous_methods_pass_without_a_credential_but_not_with_a_bad_one() {
-    let auth = layer()
-        .method_access(UNARY, Access::Anonymous)
-        .expect("key");
+    let auth = layer().method_access(UNARY[1..].parse().expect("key"), Access::Anonymous);
     let (server, seen) = server(auth).await;
     let response = call(&server, UNARY, &[]).await;
     assert_eq!(response.grpc_status(), Some(Code::Ok));

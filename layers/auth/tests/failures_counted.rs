@@ -19,8 +19,7 @@ async fn every_refusal_is_counted_by_reason() {
 
     let auth = AuthLayer::new()
         .jwt(JwtVerifier::new().secret(SECRET))
-        .method_access(UNARY, Access::scopes(["admin"]))
-        .expect("key");
+        .method_access(UNARY[1..].parse().expect("key"), Access::scopes(["admin"]));
     let (server, _) = server(auth).await;
     let mut expired = claims("a");
     expired["exp"] = json!(now() - 3600);

@@ -9,7 +9,7 @@ use std::hash::Hasher;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic_blueprint_core::{
-    Identity, MethodCounters, MethodPolicy, MethodRegistry, RpcIdentity, names,
+    Identity, MethodCounters, MethodKey, MethodPolicy, MethodRegistry, RpcIdentity, names,
 };
 use tower_layer::Layer;
 
@@ -104,14 +104,8 @@ impl ResponseCacheLayer {
     }
 
     /// Caches one method (`pkg.Service/Method`) or service (`pkg.Service/*`) for `ttl`.
-    ///
-    /// # Panics
-    ///
-    /// When `key` is not a method or service key.
-    pub fn cache(mut self, key: &str, ttl: Duration) -> Self {
-        if let Err(e) = self.shared_mut().policy.set(key, Some(ttl)) {
-            panic!("{e}");
-        }
+    pub fn cache(mut self, key: MethodKey, ttl: Duration) -> Self {
+        self.shared_mut().policy.insert(&key, Some(ttl));
         self
     }
 

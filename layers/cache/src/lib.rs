@@ -40,7 +40,7 @@
 //!
 //! # async fn run(routes: tonic::service::Routes) -> Result<(), Box<dyn std::error::Error>> {
 //! Server::builder()
-//!     .layer(ResponseCacheLayer::new().cache("payments.v1.PaymentService/GetPayment", Duration::from_secs(300)))
+//!     .layer(ResponseCacheLayer::new().cache("payments.v1.PaymentService/GetPayment".parse()?, Duration::from_secs(300)))
 //!     .add_routes(routes)
 //!     .serve("127.0.0.1:50051".parse()?)
 //!     .await?;
@@ -60,7 +60,7 @@
 //!
 //! let handler = TestService::default();
 //! let service = ResponseCacheLayer::new()
-//!     .cache("blueprint.test.v1.TestService/Unary", Duration::from_secs(60))
+//!     .cache("blueprint.test.v1.TestService/Unary".parse().unwrap(), Duration::from_secs(60))
 //!     .layer(handler.clone().into_server());
 //! for expected in ["miss", "hit"] {
 //!     let request = unary_http_request(&TestRequest::echo("hello"));
@@ -103,3 +103,4 @@ pub use nats::INVALIDATIONS_RECEIVED;
 pub use redis_store::{DEFAULT_COMMAND_TIMEOUT, RedisStore, TwoTierStore};
 pub use service::{ResponseCache, ResponseFuture, X_CACHE};
 pub use store::{CacheStore, Generation, MokaStore, StoreError, StoreFuture, tag_hash};
+pub use tonic_blueprint_core::MethodKey;

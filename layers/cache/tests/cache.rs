@@ -35,7 +35,10 @@ fn payload(response: &RawResponse) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_repeated_request_is_served_from_the_cache_with_its_trailers() {
-    let server = server(ResponseCacheLayer::new().cache(METHOD, Duration::from_secs(60))).await;
+    let server = server(
+        ResponseCacheLayer::new().cache(METHOD.parse().expect("key"), Duration::from_secs(60)),
+    )
+    .await;
     let first = call(&server, TestRequest::echo("one"), &[]).await;
     assert_eq!(
         (x_cache(&first), first.grpc_status()),
@@ -63,7 +66,10 @@ async fn a_repeated_request_is_served_from_the_cache_with_its_trailers() {
 
 #[tokio::test]
 async fn entries_expire_after_their_ttl() {
-    let server = server(ResponseCacheLayer::new().cache(METHOD, Duration::from_millis(300))).await;
+    let server = server(
+        ResponseCacheLayer::new().cache(METHOD.parse().expect("key"), Duration::from_millis(300)),
+    )
+    .await;
     assert_eq!(
         x_cache(&call(&server, TestRequest::echo("t"), &[]).await),
         "miss"
@@ -81,7 +87,10 @@ async fn entries_expire_after_their_ttl() {
 
 #[tokio::test]
 async fn callers_with_different_vary_metadata_never_share_a_response() {
-    let server = server(ResponseCacheLayer::new().cache(METHOD, Duration::from_secs(60))).await;
+    let server = server(
+        ResponseCacheLayer::new().cache(METHOD.parse().expect("key"), Duration::from_secs(60)),
+    )
+    .await;
     let alice = [("x-user-id", "alice")];
     let bob = [("x-user-id", "bob")];
     assert_eq!(
@@ -105,7 +114,10 @@ async fn callers_with_different_vary_metadata_never_share_a_response() {
 
 #[tokio::test]
 async fn errors_are_never_cached() {
-    let server = server(ResponseCacheLayer::new().cache(METHOD, Duration::from_secs(60))).await;
+    let server = server(
+        ResponseCacheLayer::new().cache(METHOD.parse().expect("key"), Duration::from_secs(60)),
+    )
+    .await;
     for _ in 0..2 {
         let response = call(
             &server,
@@ -121,7 +133,10 @@ async fn errors_are_never_cached() {
 
 #[tokio::test]
 async fn concurrent_misses_for_one_key_run_the_handler_once() {
-    let server = server(ResponseCacheLayer::new().cache(METHOD, Duration::from_secs(60))).await;
+    let server = server(
+        ResponseCacheLayer::new().cache(METHOD.parse().expect("key"), Duration::from_secs(60)),
+    )
+    .await;
     let calls = (0..20).map(|_| call(&server, TestRequest::echo("same").sleep_ms(200), &[]));
     let responses = futures_util::future::join_all(calls).await;
     assert_eq!(server.service().counts().started(), 1);
@@ -137,7 +152,10 @@ async fn concurrent_misses_for_one_key_run_the_handler_once() {
 
 #[tokio::test]
 async fn no_cache_skips_the_lookup_and_refreshes_the_entry() {
-    let server = server(ResponseCacheLayer::new().cache(METHOD, Duration::from_secs(60))).await;
+    let server = server(
+        ResponseCacheLayer::new().cache(METHOD.parse().expect("key"), Duration::from_secs(60)),
+    )
+    .await;
     call(&server, TestRequest::echo("n"), &[]).await;
     let fresh = call(
         &server,
@@ -156,7 +174,7 @@ async fn no_cache_skips_the_lookup_and_refreshes_the_entry() {
 #[tokio::test]
 async fn large_responses_are_served_whole_but_not_stored() {
     let layer = ResponseCacheLayer::new()
-        .cache(METHOD, Duration::from_secs(60))
+        .cache(METHOD.parse().expect("key"), Duration::from_secs(60))
         .max_entry_bytes(64);
     let server = server(layer).await;
     let big = vec![b'z'; 500];
@@ -171,7 +189,10 @@ async fn large_responses_are_served_whole_but_not_stored() {
 
 #[tokio::test]
 async fn methods_not_opted_in_pass_through() {
-    let server = server(ResponseCacheLayer::new().cache(METHOD, Duration::from_secs(60))).await;
+    let server = server(
+        ResponseCacheLayer::new().cache(METHOD.parse().expect("key"), Duration::from_secs(60)),
+    )
+    .await;
     let response = server
         .raw()
         .call(SERVER_STREAM, &[TestRequest::echo("s").count(3)], &[])
@@ -184,7 +205,8 @@ async fn methods_not_opted_in_pass_through() {
 
 #[tokio::test]
 async fn tags_methods_and_single_requests_can_be_invalidated() {
-    let layer = ResponseCacheLayer::new().cache(METHOD, Duration::from_secs(60));
+    let layer =
+        ResponseCacheLayer::new().cache(METHOD.parse().expect("key"), Duration::from_secs(60));
     let invalidator = layer.invalidator();
     let server = server(layer).await;
     let one = || TestRequest::echo("p1").respond_with("x-cache-tags", "payment:1, user:7");

@@ -95,7 +95,7 @@ impl CacheStore for Shared {
 
 async fn serve(store: Arc<dyn CacheStore>) -> (TestServer, CacheInvalidator) {
     let layer = ResponseCacheLayer::new()
-        .cache(METHOD, Duration::from_secs(60))
+        .cache(METHOD.parse().expect("key"), Duration::from_secs(60))
         .store(Shared(store));
     let invalidator = layer.invalidator();
     (
@@ -380,7 +380,7 @@ impl CacheStore for Counting {
 async fn a_leader_that_goes_away_hands_over_to_exactly_one_waiter() {
     let store = Counting::default();
     let layer = ResponseCacheLayer::new()
-        .cache(METHOD, Duration::from_secs(60))
+        .cache(METHOD.parse().expect("key"), Duration::from_secs(60))
         .store(store.clone());
     let server = TestServer::start(Server::builder().layer(layer)).await;
     let slow = || TestRequest::echo("slow").sleep_ms(300);

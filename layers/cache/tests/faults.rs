@@ -35,7 +35,7 @@ async fn a_hung_redis_costs_each_operation_its_bound_and_no_more() {
     let own = OwnRedis::start(free_port());
     let store = RedisStore::new(redis(&own.url()).await, unique_prefix("cache-hung"));
     let layer = ResponseCacheLayer::new()
-        .cache(METHOD, Duration::from_secs(60))
+        .cache(METHOD.parse().expect("key"), Duration::from_secs(60))
         .store(store.clone());
     let invalidator = layer.invalidator();
     let server = TestServer::start(Server::builder().layer(layer)).await;

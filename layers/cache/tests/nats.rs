@@ -34,7 +34,7 @@ async fn replica(prefix: &str, subject: &str) -> ResponseCacheLayer {
     .await
     .expect("subscribe");
     ResponseCacheLayer::new()
-        .cache(METHOD, Duration::from_secs(600))
+        .cache(METHOD.parse().expect("key"), Duration::from_secs(600))
         .store(store)
 }
 

@@ -41,7 +41,7 @@ async fn replicas_share_entries_through_redis_and_they_expire() {
     let prefix = unique_prefix("cache-shared");
     let layer = |client| {
         ResponseCacheLayer::new()
-            .cache(METHOD, Duration::from_millis(500))
+            .cache(METHOD.parse().expect("key"), Duration::from_millis(500))
             .store(RedisStore::new(client, prefix.clone()))
     };
     let a =
@@ -75,7 +75,7 @@ async fn two_tier_serves_local_hits_and_fills_from_redis() {
             Duration::from_secs(30),
         );
         ResponseCacheLayer::new()
-            .cache(METHOD, Duration::from_secs(60))
+            .cache(METHOD.parse().expect("key"), Duration::from_secs(60))
             .store(store)
     };
     let a =
@@ -99,7 +99,7 @@ async fn a_redis_killed_mid_test_fails_no_rpc() {
     let mut redis = OwnRedis::start(port);
     let store = RedisStore::new(client(&redis.url()).await, unique_prefix("cache-outage"));
     let layer = ResponseCacheLayer::new()
-        .cache(METHOD, Duration::from_secs(60))
+        .cache(METHOD.parse().expect("key"), Duration::from_secs(60))
         .lookup_timeout(Duration::from_millis(100))
         .store(store);
     let server = TestServer::start(Server::builder().layer(layer)).await;
@@ -140,7 +140,7 @@ async fn a_tag_invalidated_on_one_replica_is_gone_for_the_other() {
     let prefix = unique_prefix("cache-tags");
     let layer = |client| {
         ResponseCacheLayer::new()
-            .cache(METHOD, Duration::from_secs(60))
+            .cache(METHOD.parse().expect("key"), Duration::from_secs(60))
             .store(RedisStore::new(client, prefix.clone()))
     };
     let layer_a = layer(client("redis://127.0.0.1:6379").await);

@@ -80,7 +80,7 @@ pub use frame::{
 };
 pub use identity::{RpcIdentity, RpcKind};
 pub use outcome::{ObservedBody, OnOutcome, Outcome, OutcomeSource, observe};
-pub use policy::{MethodPolicy, PolicyKey};
+pub use policy::{MethodKey, MethodPolicy, PolicyKey};
 pub use refusable::RefusableBody;
 pub use registry::{MethodInfo, MethodRegistry};
 pub use rejection::{MAX_DETAILS_BYTES, MAX_MESSAGE_BYTES, cap_status, reject, status_trailers};

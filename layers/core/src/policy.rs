@@ -7,14 +7,16 @@
 //! use std::time::Duration;
 //! use tonic_blueprint_core::{MethodPolicy, RpcIdentity};
 //!
+//! # fn main() -> Result<(), tonic_blueprint_core::policy::InvalidKey> {
 //! let policy = MethodPolicy::new(Duration::from_secs(30))
-//!     .with_service("reports.v1.Reports", Duration::from_secs(120))
-//!     .with_method("reports.v1.Reports/Ping", Duration::from_secs(1));
+//!     .with("reports.v1.Reports/*".parse()?, Duration::from_secs(120))
+//!     .with("reports.v1.Reports/Ping".parse()?, Duration::from_secs(1));
 //!
 //! let get = |path| *policy.get(&RpcIdentity::parse(path).unwrap());
 //! assert_eq!(get("/reports.v1.Reports/Ping"), Duration::from_secs(1));
 //! assert_eq!(get("/reports.v1.Reports/Build"), Duration::from_secs(120));
 //! assert_eq!(get("/shop.v1.Cart/Add"), Duration::from_secs(30));
+//! # Ok(()) }
 //! ```
 //!
 //! With serde, a policy is a map whose keys are `default`, `pkg.Service/*` or
@@ -75,23 +77,25 @@ impl<T> MethodPolicy<T> {
         }
     }
 
-    /// Sets the value for every method of `service` (`pkg.Service`) without its own.
-    pub fn with_service(mut self, service: &str, value: T) -> Self {
-        self.set_service(service, value);
+    /// Sets the value of a method, a service or the default ([`MethodKey`]).
+    pub fn with(mut self, key: MethodKey, value: T) -> Self {
+        self.insert(&key, value);
         self
     }
 
-    /// Sets the value of one method, `pkg.Service/Method`.
-    ///
-    /// # Panics
-    ///
-    /// When `method` is not `pkg.Service/Method`. Use [`MethodPolicy::set`] to get an error
-    /// instead (for names read from configuration).
-    pub fn with_method(mut self, method: &str, value: T) -> Self {
-        if let Err(e) = self.set(method, value) {
-            panic!("{e}");
+    /// Sets the value of a method, a service or the default.
+    pub fn insert(&mut self, key: &MethodKey, value: T) {
+        match &key.0 {
+            KeyKind::Default => self.default = value,
+            KeyKind::Service(service) => self.set_service(service, value),
+            KeyKind::Method(service, method) => {
+                self.services
+                    .entry(service.clone())
+                    .or_default()
+                    .methods
+                    .insert(method.clone(), value);
+            }
         }
-        self
     }
 
     /// Sets the value for every method of `service`.
@@ -100,27 +104,9 @@ impl<T> MethodPolicy<T> {
     }
 
     /// Sets a value from a configuration key: `default`, `pkg.Service/*`, `pkg.Service` or
-    /// `pkg.Service/Method`.
+    /// `pkg.Service/Method` (see [`MethodKey::parse`]).
     pub fn set(&mut self, key: &str, value: T) -> Result<(), InvalidKey> {
-        if key == "default" || key == "*" {
-            self.default = value;
-            return Ok(());
-        }
-        let key = key.strip_prefix('/').unwrap_or(key);
-        match key.split_once('/') {
-            None if valid_name(key) => self.set_service(key, value),
-            Some((service, "*")) if valid_name(service) => self.set_service(service, value),
-            Some((service, method))
-                if valid_name(service) && valid_name(method) && !method.contains('.') =>
-            {
-                self.services
-                    .entry(service.into())
-                    .or_default()
-                    .methods
-                    .insert(method.into(), value);
-            }
-            _ => return Err(InvalidKey(key.to_owned())),
-        }
+        self.insert(&MethodKey::parse(key)?, value);
         Ok(())
     }
 
@@ -196,6 +182,83 @@ impl<T> MethodPolicy<T> {
                     (name, entry)
                 })
                 .collect(),
+        }
+    }
+}
+
+/// Where a policy value applies: every method (`default`), every method of a service
+/// (`pkg.Service/*`), or one method (`pkg.Service/Method`). Parsing is the only place a key
+/// can be wrong, and it says which key:
+///
+/// ```
+/// use tonic_blueprint_core::MethodKey;
+///
+/// let key: MethodKey = "shop.v1.Cart/Checkout".parse().unwrap();
+/// assert_eq!(key.to_string(), "shop.v1.Cart/Checkout");
+/// assert_eq!(MethodKey::parse("shop.v1.Cart").unwrap().to_string(), "shop.v1.Cart/*");
+/// let error = MethodKey::parse("shop.v1.Cart/Check/out").unwrap_err();
+/// assert!(error.to_string().contains("shop.v1.Cart/Check/out"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MethodKey(KeyKind);
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum KeyKind {
+    Default,
+    Service(Box<str>),
+    Method(Box<str>, Box<str>),
+}
+
+impl MethodKey {
+    /// `default` (or `*`), `pkg.Service/*`, `pkg.Service` or `pkg.Service/Method` (a leading
+    /// `/` is allowed).
+    pub fn parse(key: &str) -> Result<Self, InvalidKey> {
+        if key == "default" || key == "*" {
+            return Ok(Self(KeyKind::Default));
+        }
+        let bare = key.strip_prefix('/').unwrap_or(key);
+        let kind = match bare.split_once('/') {
+            None if valid_name(bare) => KeyKind::Service(bare.into()),
+            Some((service, "*")) if valid_name(service) => KeyKind::Service(service.into()),
+            Some((service, method))
+                if valid_name(service) && valid_name(method) && !method.contains('.') =>
+            {
+                KeyKind::Method(service.into(), method.into())
+            }
+            _ => return Err(InvalidKey(key.to_owned())),
+        };
+        Ok(Self(kind))
+    }
+
+    /// The default entry: every method without a value of its own.
+    pub fn default_entry() -> Self {
+        Self(KeyKind::Default)
+    }
+
+    /// Every method of `service` (`pkg.Service`).
+    pub fn service(service: &str) -> Result<Self, InvalidKey> {
+        if valid_name(service) {
+            Ok(Self(KeyKind::Service(service.into())))
+        } else {
+            Err(InvalidKey(service.to_owned()))
+        }
+    }
+}
+
+impl std::str::FromStr for MethodKey {
+    type Err = InvalidKey;
+
+    fn from_str(key: &str) -> Result<Self, InvalidKey> {
+        Self::parse(key)
+    }
+}
+
+impl fmt::Display for MethodKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            KeyKind::Default => f.write_str("default"),
+            KeyKind::Service(s) => write!(f, "{s}/*"),
+            KeyKind::Method(s, m) => write!(f, "{s}/{m}"),
         }
     }
 }
@@ -280,12 +343,16 @@ mod tests {
         RpcIdentity::parse(path).unwrap()
     }
 
+    fn key(key: &str) -> MethodKey {
+        MethodKey::parse(key).unwrap()
+    }
+
     #[test]
     fn exact_method_beats_service_beats_default() {
         let policy = MethodPolicy::new(1)
-            .with_service("a.S", 2)
-            .with_method("a.S/M", 3)
-            .with_method("b.T/M", 4);
+            .with(key("a.S/*"), 2)
+            .with(key("a.S/M"), 3)
+            .with(key("b.T/M"), 4);
         assert_eq!(*policy.get(&id("/a.S/M")), 3);
         assert_eq!(*policy.get(&id("/a.S/Other")), 2);
         assert_eq!(*policy.get(&id("/b.T/M")), 4);
@@ -319,8 +386,8 @@ mod tests {
     #[test]
     fn map_keeps_every_override() {
         let policy = MethodPolicy::new(1)
-            .with_service("a.S", 2)
-            .with_method("a.S/M", 3);
+            .with(key("a.S/*"), 2)
+            .with(key("a.S/M"), 3);
         let doubled = policy.map(|v| v * 10);
         assert_eq!(*doubled.get(&id("/a.S/M")), 30);
         assert_eq!(*doubled.get(&id("/a.S/N")), 20);

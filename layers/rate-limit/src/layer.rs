@@ -6,7 +6,7 @@ use crate::quota::Quota;
 use crate::service::RateLimit;
 use ipnet::IpNet;
 use std::sync::{Arc, OnceLock};
-use tonic_blueprint_core::MethodPolicy;
+use tonic_blueprint_core::{MethodKey, MethodPolicy};
 use tower_layer::Layer;
 
 /// In-process keys held per quota entry before new callers share one overflow quota.
@@ -74,21 +74,10 @@ impl RateLimitLayer {
         self
     }
 
-    /// Sets the quota of every method of `service` (`pkg.Service`); its methods share it.
-    pub fn with_service(mut self, service: &str, quota: Quota) -> Self {
-        self.policy.set_service(service, quota);
-        self.changed()
-    }
-
-    /// Sets the quota of one method (`pkg.Service/Method`).
-    ///
-    /// # Panics
-    ///
-    /// When `method` is not `pkg.Service/Method`.
-    pub fn with_method(mut self, method: &str, quota: Quota) -> Self {
-        if let Err(e) = self.policy.set(method, quota) {
-            panic!("{e}");
-        }
+    /// Sets the quota of a method (`pkg.Service/Method`), of a service (`pkg.Service/*`, whose
+    /// methods share it) or the default.
+    pub fn quota(mut self, key: MethodKey, quota: Quota) -> Self {
+        self.policy.insert(&key, quota);
         self.changed()
     }
 

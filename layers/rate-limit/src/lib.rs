@@ -43,7 +43,7 @@
 //!
 //! # async fn run(routes: tonic::service::Routes) -> Result<(), Box<dyn std::error::Error>> {
 //! let limits = RateLimitLayer::new(Quota::per_minute(100))
-//!     .with_method("payments.v1.PaymentService/CreatePayment", Quota::per_minute(10))
+//!     .quota("payments.v1.PaymentService/CreatePayment".parse()?, Quota::per_minute(10))
 //!     // The caller an auth layer verified, else the client IP (behind these proxies).
 //!     .key(KeySource::Identity)
 //!     .trusted_proxies(["10.0.0.0/8".parse()?]);
@@ -118,3 +118,4 @@ pub use local::{LocalLimiter, SWEEP_EVERY};
 pub use quota::{InvalidQuota, Mode, Quota, STRICT_SUBWINDOWS};
 pub use refusal::REFUSED_MESSAGE;
 pub use service::RateLimit;
+pub use tonic_blueprint_core::MethodKey;

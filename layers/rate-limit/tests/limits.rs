@@ -9,6 +9,11 @@ use tonic_blueprint_testkit::pb::TestRequest;
 use tonic_blueprint_testkit::{BIDI, CLIENT_STREAM, RawResponse, SERVER_STREAM, TestServer, UNARY};
 use tonic_types::StatusExt;
 
+/// A method policy key.
+fn key(key: &str) -> tonic_blueprint_core::MethodKey {
+    key.parse().expect("a valid key")
+}
+
 fn by_user(quota: Quota) -> RateLimitLayer {
     RateLimitLayer::new(quota).key(KeySource::Metadata("x-user-id".parse().expect("name")))
 }
@@ -132,10 +137,13 @@ async fn per_method_and_per_service_overrides() {
     // The service's methods share 3 calls a minute, Unary has 2 of its own, ClientStream
     // none at all; another service keeps the default.
     let layer = by_user(Quota::per_minute(100))
-        .with_service("blueprint.test.v1.TestService", Quota::per_minute(3))
-        .with_method("blueprint.test.v1.TestService/Unary", Quota::per_minute(2))
-        .with_method(
-            "blueprint.test.v1.TestService/ClientStream",
+        .quota(key("blueprint.test.v1.TestService/*"), Quota::per_minute(3))
+        .quota(
+            key("blueprint.test.v1.TestService/Unary"),
+            Quota::per_minute(2),
+        )
+        .quota(
+            key("blueprint.test.v1.TestService/ClientStream"),
             Quota::refuse_all(),
         );
     let server = TestServer::start(Server::builder().layer(layer)).await;
@@ -303,8 +311,10 @@ async fn forwarded_entries_with_ports_count_and_garbage_falls_back_to_the_peer()
 
 #[tokio::test]
 async fn a_closed_method_is_refused_without_a_retry_hint() {
-    let layer = RateLimitLayer::new(Quota::per_minute(100))
-        .with_method("blueprint.test.v1.TestService/Unary", Quota::refuse_all());
+    let layer = RateLimitLayer::new(Quota::per_minute(100)).quota(
+        key("blueprint.test.v1.TestService/Unary"),
+        Quota::refuse_all(),
+    );
     let server = TestServer::start(Server::builder().layer(layer)).await;
     let refused = call(&server, UNARY, &[]).await;
     assert_eq!(refused.grpc_status(), Some(Code::ResourceExhausted));

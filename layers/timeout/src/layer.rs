@@ -5,7 +5,9 @@ use crate::setting::MethodTimeout;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
-use tonic_blueprint_core::{MethodPolicy, MethodRegistry, PolicyKey, RpcIdentity, RpcKind};
+use tonic_blueprint_core::{
+    MethodKey, MethodPolicy, MethodRegistry, PolicyKey, RpcIdentity, RpcKind,
+};
 use tower_layer::Layer;
 
 /// Gives every call a deadline; see the [crate docs](crate).
@@ -117,36 +119,16 @@ impl TimeoutLayer {
         self.update(|s| s.stream = MethodTimeout::from(timeout))
     }
 
-    /// Sets the timeout of every method of `service` (`pkg.Service`), streams included.
-    pub fn with_service(self, service: &str, timeout: Duration) -> Self {
-        self.update(|s| s.policy.set_service(service, MethodTimeout::after(timeout)))
+    /// Sets the timeout of a method (`pkg.Service/Method`) or of every method of a service
+    /// (`pkg.Service/*`), whatever its kind, streams included.
+    pub fn with_timeout(self, key: MethodKey, timeout: Duration) -> Self {
+        self.update(|s| s.policy.insert(&key, MethodTimeout::after(timeout)))
     }
 
-    /// Sets the timeout of one method (`pkg.Service/Method`), whatever its kind.
-    ///
-    /// # Panics
-    ///
-    /// When `method` is not `pkg.Service/Method`.
-    pub fn with_method(self, method: &str, timeout: Duration) -> Self {
-        self.set(method, MethodTimeout::after(timeout))
-    }
-
-    /// Removes the server-side timeout of a method or service (`pkg.Service/Method`,
-    /// `pkg.Service/*`), for long-lived streams. A client's `grpc-timeout` still applies.
-    ///
-    /// # Panics
-    ///
-    /// When `key` is not a method or service key.
-    pub fn without_timeout(self, key: &str) -> Self {
-        self.set(key, MethodTimeout::NONE)
-    }
-
-    fn set(self, key: &str, value: MethodTimeout) -> Self {
-        self.update(|s| {
-            if let Err(e) = s.policy.set(key, value) {
-                panic!("{e}");
-            }
-        })
+    /// Removes the server-side timeout of a method or service, for long-lived streams. A
+    /// client's `grpc-timeout` still applies.
+    pub fn without_timeout(self, key: MethodKey) -> Self {
+        self.update(|s| s.policy.insert(&key, MethodTimeout::NONE))
     }
 
     /// The policy as configured: its default is the request timeout; the stream timeout
@@ -172,6 +154,10 @@ impl<S> Layer<S> for TimeoutLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(key: &str) -> MethodKey {
+        key.parse().expect("a valid key")
+    }
 
     const UNARY: &str = "/shop.v1.Cart/Add";
     const UPLOAD: &str = "/shop.v1.Cart/Upload";
@@ -235,9 +221,9 @@ mod tests {
         let layer = TimeoutLayer::new(Duration::from_secs(5))
             .with_registry(registry())
             .stream_timeout(Some(Duration::from_secs(3600)))
-            .with_method("shop.v1.Cart/Watch", Duration::from_secs(60))
-            .with_service("shop.v1.Orders", Duration::from_secs(7))
-            .without_timeout("shop.v1.Cart/Add");
+            .with_timeout(key("shop.v1.Cart/Watch"), Duration::from_secs(60))
+            .with_timeout(key("shop.v1.Orders/*"), Duration::from_secs(7))
+            .without_timeout(key("shop.v1.Cart/Add"));
         assert_eq!(timeout(&layer, WATCH), Some(Duration::from_secs(60)));
         assert_eq!(timeout(&layer, OTHER_WATCH), Some(Duration::from_secs(7)));
         assert_eq!(timeout(&layer, CHAT), Some(Duration::from_secs(3600)));

@@ -39,10 +39,10 @@
 //!     // Server and bidi streams: none by default (a client's grpc-timeout still applies).
 //!     .with_registry(registry)
 //!     .stream_timeout(Some(Duration::from_secs(4 * 3600)))
-//!     .with_service("reports.v1.Reports", Duration::from_secs(120))
-//!     .with_method("payments.v1.PaymentService/GetPayment", Duration::from_secs(2))
+//!     .with_timeout("reports.v1.Reports/*".parse()?, Duration::from_secs(120))
+//!     .with_timeout("payments.v1.PaymentService/GetPayment".parse()?, Duration::from_secs(2))
 //!     // No server deadline for this one stream, whatever the stream timeout.
-//!     .without_timeout("payments.v1.PaymentService/WatchPayments");
+//!     .without_timeout("payments.v1.PaymentService/WatchPayments".parse()?);
 //!
 //! Server::builder()
 //!     .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -99,6 +99,7 @@ pub use future::ResponseFuture;
 pub use layer::TimeoutLayer;
 pub use service::Timeout;
 pub use setting::{DEFAULT_TIMEOUT, MethodTimeout};
+pub use tonic_blueprint_core::MethodKey;
 
 /// The message clients receive with DEADLINE_EXCEEDED: always English; a caller that asks
 /// for another language gets it in a `google.rpc.LocalizedMessage` detail.

@@ -9,6 +9,11 @@ use tonic_blueprint_testkit::{
 };
 use tonic_blueprint_timeout::{DEADLINE_EXCEEDED_MESSAGE, TimeoutLayer};
 
+/// A method policy key.
+fn key(key: &str) -> tonic_blueprint_core::MethodKey {
+    key.parse().expect("a valid key")
+}
+
 const SLOW_MS: u32 = 1000;
 /// Far below SLOW_MS: the answer must come from the deadline, not from the handler.
 const LONG_BEFORE: Duration = Duration::from_millis(600);
@@ -81,7 +86,7 @@ async fn unary_expiry_is_trailers_only() {
 async fn server_policy_per_method_applies_without_a_client_deadline() {
     let mut layer = TimeoutLayer::new(Duration::from_secs(30));
     for path in ALL_METHODS {
-        layer = layer.with_method(&path[1..], Duration::from_millis(100));
+        layer = layer.with_timeout(key(&path[1..]), Duration::from_millis(100));
     }
     let server = TestServer::start(Server::builder().layer(layer)).await;
     for path in ALL_METHODS {
@@ -96,9 +101,12 @@ async fn server_policy_per_method_applies_without_a_client_deadline() {
 #[tokio::test]
 async fn per_service_policy_leaves_other_methods_alone() {
     let layer = TimeoutLayer::new(Duration::from_millis(100))
-        .with_service("blueprint.test.v1.TestService", Duration::from_secs(30))
-        .with_method(
-            "blueprint.test.v1.TestService/Unary",
+        .with_timeout(
+            key("blueprint.test.v1.TestService/*"),
+            Duration::from_secs(30),
+        )
+        .with_timeout(
+            key("blueprint.test.v1.TestService/Unary"),
             Duration::from_millis(100),
         );
     let server = TestServer::start(Server::builder().layer(layer)).await;
@@ -223,7 +231,7 @@ async fn a_zero_timeout_expires_at_once() {
 #[tokio::test]
 async fn the_handler_sees_the_effective_deadline() {
     let layer = TimeoutLayer::new(Duration::from_secs(2))
-        .without_timeout("blueprint.test.v1.TestService/ClientStream");
+        .without_timeout(key("blueprint.test.v1.TestService/ClientStream"));
     let server = TestServer::start(Server::builder().layer(layer)).await;
     let remaining = |response: RawResponse| {
         assert_eq!(response.grpc_status(), Some(Code::Ok));

@@ -13,6 +13,11 @@ use tonic_blueprint_testkit::{
 };
 use tonic_blueprint_timeout::{DEADLINE_EXCEEDED_MESSAGE, TimeoutLayer};
 
+/// A method policy key.
+fn key(key: &str) -> tonic_blueprint_core::MethodKey {
+    key.parse().expect("a valid key")
+}
+
 /// The request timeout of these tests: short, so that a stream visibly outlives it.
 const REQUEST: Duration = Duration::from_millis(200);
 
@@ -148,8 +153,8 @@ async fn a_methods_own_entry_beats_its_kind() {
     let layer = TimeoutLayer::new(Duration::from_secs(30))
         .with_registry(registry())
         .stream_timeout(Some(Duration::from_secs(30)))
-        .with_method(&SERVER_STREAM[1..], Duration::from_millis(250))
-        .without_timeout(&UNARY[1..]);
+        .with_timeout(key(&SERVER_STREAM[1..]), Duration::from_millis(250))
+        .without_timeout(key(&UNARY[1..]));
     let server = TestServer::start(Server::builder().layer(layer)).await;
     let (response, elapsed) = call(
         &server,
