@@ -22,8 +22,9 @@ pin_project! {
         Inner { #[pin] body: B },
         // A buffered or stored response: its frames, then its trailers.
         Stored { data: Option<Bytes>, trailers: Option<HeaderMap> },
-        // A response too large to keep: what was buffered, then the rest of the handler's.
-        Prefixed { prefix: Option<Bytes>, #[pin] rest: B },
+        // A response too large to keep: what was buffered, then the rest of the handler's
+        // (boxed: reading it in place needs a pinned body, whatever the handler's type).
+        Prefixed { prefix: Option<Bytes>, rest: Pin<Box<B>> },
     }
 }
 
@@ -44,7 +45,7 @@ impl<B> CacheBody<B> {
         }
     }
 
-    pub(crate) fn prefixed(prefix: Bytes, rest: B) -> Self {
+    pub(crate) fn prefixed(prefix: Bytes, rest: Pin<Box<B>>) -> Self {
         Self {
             kind: Kind::Prefixed {
                 prefix: Some(prefix),
@@ -96,7 +97,7 @@ impl<B: Body<Data = Bytes>> Body for CacheBody<B> {
                 if let Some(prefix) = prefix.take() {
                     return Poll::Ready(Some(Ok(Frame::data(prefix))));
                 }
-                rest.poll_frame(cx)
+                rest.as_mut().poll_frame(cx)
             }
         }
     }

@@ -39,24 +39,19 @@ impl<S: std::fmt::Debug> std::fmt::Debug for ResponseCache<S> {
 }
 
 impl<S> ResponseCache<S> {
+    /// `inner` behind the configuration of `layer` (what [`Layer::layer`] does; clones share
+    /// one cache).
+    ///
+    /// [`Layer::layer`]: tower_layer::Layer::layer
+    pub fn new(inner: S, layer: &crate::ResponseCacheLayer) -> Self {
+        tower_layer::Layer::layer(layer, inner)
+    }
+
     pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
         Self { inner, shared }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    tonic_blueprint_core::inner_accessors!();
 }
 
 type Boxed<B> =
@@ -114,7 +109,7 @@ where
     S::Error: Into<BoxError>,
     ReqBody: http_body::Body<Data = Bytes> + Send + 'static,
     ReqBody::Error: Into<BoxError>,
-    ResBody: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
     type Response = http::Response<CacheBody<ResBody>>;
@@ -182,9 +177,7 @@ where
     S::Error: Into<BoxError>,
     ReqBody: http_body::Body<Data = Bytes> + Send + 'static,
     ReqBody::Error: Into<BoxError>,
-    // Unpin: the body is read in place and, when too large to keep, handed on half-read.
-    // tonic's own body is; put this layer next to the handler, as the blueprint does.
-    ResBody: http_body::Body<Data = Bytes> + Unpin,
+    ResBody: http_body::Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
     let (parts, body) = request.into_parts();
@@ -268,7 +261,7 @@ where
         // Not a gRPC answer: never stored nor shared; a waiter retries.
         return Ok(response.map(CacheBody::inner));
     }
-    let (mut head, mut body) = response.into_parts();
+    let (mut head, body) = response.into_parts();
     let tags = crate::invalidate::take_tags(&mut head.headers, &id);
     head.headers
         .insert(X_CACHE_NAME, HeaderValue::from_static("miss"));
@@ -289,7 +282,10 @@ where
     }
     let mut buffered = BytesMut::new();
     let mut trailers = None;
-    while let Some(frame) = body.frame().await {
+    // Pinned in a box: read in place, and when too large to keep, handed on half-read, with
+    // no `Unpin` demanded of the handler's body (any layer may sit below this one).
+    let mut body = Box::pin(body);
+    while let Some(frame) = body.as_mut().frame().await {
         let frame = frame.map_err(Into::into)?;
         match frame.into_data() {
             Ok(data) => {

@@ -47,6 +47,7 @@
 //!
 //! [tonic-blueprint]: https://docs.rs/tonic-blueprint
 
+pub mod accessors;
 pub mod caller;
 pub mod catalogue;
 pub mod code;

@@ -25,24 +25,18 @@ impl<S: std::fmt::Debug> std::fmt::Debug for Metrics<S> {
 }
 
 impl<S> Metrics<S> {
+    /// `inner` behind the configuration of `layer` (what [`Layer::layer`] does).
+    ///
+    /// [`Layer::layer`]: tower_layer::Layer::layer
+    pub fn new(inner: S, layer: &crate::MetricsLayer) -> Self {
+        tower_layer::Layer::layer(layer, inner)
+    }
+
     pub(crate) fn from_table(inner: S, table: Arc<Table>) -> Self {
         Self { inner, table }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    tonic_blueprint_core::inner_accessors!();
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Metrics<S>

@@ -27,24 +27,19 @@ impl<S: std::fmt::Debug> std::fmt::Debug for RateLimit<S> {
 }
 
 impl<S> RateLimit<S> {
+    /// `inner` behind the configuration of `layer` (what [`Layer::layer`] does; clones share
+    /// one limiter).
+    ///
+    /// [`Layer::layer`]: tower_layer::Layer::layer
+    pub fn new(inner: S, layer: &crate::RateLimitLayer) -> Self {
+        tower_layer::Layer::layer(layer, inner)
+    }
+
     pub(crate) fn from_limiters(inner: S, limiters: Arc<Limiters>) -> Self {
         Self { inner, limiters }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    tonic_blueprint_core::inner_accessors!();
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for RateLimit<S>

@@ -44,20 +44,7 @@ impl<S> Timeout<S> {
         TimeoutLayer::default()
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    tonic_blueprint_core::inner_accessors!();
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Timeout<S>

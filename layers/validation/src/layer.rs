@@ -298,6 +298,6 @@ impl<S> Layer<S> for RequestValidationLayer {
     type Service = RequestValidation<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestValidation::new(inner, self.shared.clone())
+        RequestValidation::from_shared(inner, self.shared.clone())
     }
 }

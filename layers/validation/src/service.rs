@@ -30,19 +30,18 @@ impl<S: std::fmt::Debug> std::fmt::Debug for RequestValidation<S> {
 }
 
 impl<S> RequestValidation<S> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+    /// `inner` behind the configuration of `layer` (what [`Layer::layer`] does).
+    ///
+    /// [`Layer::layer`]: tower_layer::Layer::layer
+    pub fn new(inner: S, layer: &crate::RequestValidationLayer) -> Self {
+        tower_layer::Layer::layer(layer, inner)
+    }
+
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
         Self { inner, shared }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    tonic_blueprint_core::inner_accessors!();
 }
 
 type Boxed<B> =
