@@ -22,7 +22,7 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "the umbrella crate builds with its default features alone"
 cargo check --locked --quiet -p tonic-blueprint
 
-step "a downstream crate builds with the default features and the server, with no protoc"
+step "a downstream crate builds and runs a layer with the default features and the server, with no protoc"
 # Outside the workspace, so .cargo/config.toml's PROTOC does not apply: what `cargo add
 # tonic-blueprint` gets. The workspace's lock pins the same versions; its target directory
 # reuses what is built already.
@@ -37,11 +37,32 @@ publish = false
 
 [dependencies]
 tonic-blueprint = { path = "$(pwd)", features = ["server"] }
+http = "1"
+tokio = { version = "1", features = ["rt", "macros", "time"] }
+tower = { version = "0.5", features = ["util"] }
 TOML
-echo 'fn main() {}' > "$downstream/src/main.rs"
+cat > "$downstream/src/main.rs" <<'RUST'
+//! A layer of tonic-blueprint around a slow handler, called as any tower service.
+use std::time::Duration;
+use tonic_blueprint::timeout::TimeoutLayer;
+use tower::{Layer, ServiceExt, service_fn};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let slow = service_fn(|_request: http::Request<()>| async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    });
+    let service = TimeoutLayer::new(Duration::from_millis(20)).layer(slow);
+    let request = http::Request::builder().uri("/shop.v1.Cart/Add").body(()).expect("request");
+    let response = service.oneshot(request).await.expect("a response");
+    assert_eq!(response.headers()["grpc-status"], "4");
+    println!("downstream: the timeout layer answered DEADLINE_EXCEEDED");
+}
+RUST
 cp Cargo.lock "$downstream/"
 root="$(pwd)"
-(cd "$downstream" && env -u PROTOC CARGO_TARGET_DIR="$root/target" cargo check --offline --quiet)
+(cd "$downstream" && env -u PROTOC CARGO_TARGET_DIR="$root/target" cargo run --offline --quiet)
 # Artifacts reused from the workspace would hide a build script that needs protoc: nothing in
 # the downstream graph may build protos at build time.
 if (cd "$downstream" && cargo tree --offline -e build,normal -i prost-build 2>/dev/null | grep -q prost-build); then
