@@ -250,7 +250,10 @@ where
         let service = toggle(self.rate_limit.as_ref(), service);
         // Inside Timeout and Auth: the call being served (made current by logging) learns
         // its effective deadline and caller, for the outgoing calls and events it causes.
-        let service = tonic_blueprint_core::current::NoteCurrentCall::new(service);
+        let service = tonic_blueprint_core::current::NoteCurrentCall::new(
+            service,
+            &tonic_blueprint_core::CurrentCallLayer,
+        );
         let service = toggle(self.auth.as_ref(), service);
         let service = toggle(self.timeout.as_ref(), service);
         let service = toggle(self.panic_recovery.as_ref(), service);

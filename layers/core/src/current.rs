@@ -221,7 +221,7 @@ impl<S> Layer<S> for CurrentCallLayer {
     type Service = NoteCurrentCall<S>;
 
     fn layer(&self, inner: S) -> NoteCurrentCall<S> {
-        NoteCurrentCall::new(inner)
+        NoteCurrentCall::new(inner, self)
     }
 }
 
@@ -232,8 +232,8 @@ pub struct NoteCurrentCall<S> {
 }
 
 impl<S> NoteCurrentCall<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S) -> Self {
+    /// Wraps `inner` as `layer` does.
+    pub fn new(inner: S, _layer: &CurrentCallLayer) -> Self {
         Self { inner }
     }
 
@@ -242,20 +242,7 @@ impl<S> NoteCurrentCall<S> {
         CurrentCallLayer
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::inner_accessors!();
 }
 
 impl<S, B> Service<http::Request<B>> for NoteCurrentCall<S>

@@ -102,6 +102,10 @@ impl RequestLoggingLayer {
         }
     }
 
+    pub(crate) fn config(&self) -> Arc<Config> {
+        self.config.clone()
+    }
+
     fn config_mut(&mut self) -> &mut Config {
         // Building happens before the layer is shared; a clone taken earlier keeps its own.
         Arc::make_mut(&mut self.config)

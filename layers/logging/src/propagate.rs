@@ -87,10 +87,7 @@ impl<S> Layer<S> for PropagateLayer {
     type Service = Propagate<S>;
 
     fn layer(&self, inner: S) -> Propagate<S> {
-        Propagate {
-            inner,
-            target: self.target.clone(),
-        }
+        Propagate::new(inner, self)
     }
 }
 
@@ -102,11 +99,11 @@ pub struct Propagate<S> {
 }
 
 impl<S> Propagate<S> {
-    /// Wraps `inner` (a channel).
-    pub fn new(inner: S) -> Self {
+    /// Wraps `inner` (a channel) as `layer` does.
+    pub fn new(inner: S, layer: &PropagateLayer) -> Self {
         Self {
             inner,
-            target: None,
+            target: layer.target.clone(),
         }
     }
 
@@ -115,20 +112,7 @@ impl<S> Propagate<S> {
         PropagateLayer::new()
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    tonic_blueprint_core::inner_accessors!();
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Propagate<S>

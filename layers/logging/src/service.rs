@@ -34,24 +34,16 @@ impl<S: std::fmt::Debug> std::fmt::Debug for RequestLogging<S> {
 }
 
 impl<S> RequestLogging<S> {
+    /// Wraps `inner` as `layer` does.
+    pub fn new(inner: S, layer: &crate::RequestLoggingLayer) -> Self {
+        Self::from_config(inner, layer.config())
+    }
+
     pub(crate) fn from_config(inner: S, config: Arc<Config>) -> Self {
         Self { inner, config }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    tonic_blueprint_core::inner_accessors!();
 }
 
 /// Client deadlines further away than this are not shown as a date (the largest
