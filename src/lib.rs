@@ -103,3 +103,8 @@ mod nats_tls;
 
 #[cfg(feature = "metrics")]
 pub mod kit_metrics;
+
+/// The README's Rust examples, compiled and run with the doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -11,7 +11,7 @@
 //! is its payment id) makes the replica read the table sooner. What watchers receive is
 //! always read from the table, never taken from an event, so a message published on the
 //! subject by someone else cannot put a payment in a watch; NATS permissions should still
-//! let only the service publish on `payments.>` (see the README).
+//! let only the service publish on `payments.>` (see `examples/payments/README.md`).
 
 use crate::SERVICE;
 use crate::hub::Hub;

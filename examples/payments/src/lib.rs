@@ -19,7 +19,7 @@
 //!   per-caller and per-replica limits ([`hub`], [`config`]); each replica reads the table
 //!   once for all its watchers, woken by those events or by its own creates.
 //!
-//! Run it with `cargo run -p payments-example`; see the README's walk-through.
+//! Run it with `cargo run -p payments-example`; see the walk-through in `examples/payments/README.md`.
 
 pub mod announce;
 pub mod config;
