@@ -44,6 +44,30 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Called directly, as any tower service: the call gets a request id (echoed in the response
+//! metadata) and its outcome is logged once the response ends.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use tonic_blueprint_logging::RequestLoggingLayer;
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! let handler = service_fn(|_request: http::Request<tonic::body::Body>| async {
+//!     let mut response = http::Response::new(tonic::body::Body::default());
+//!     response.headers_mut().insert("grpc-status", http::HeaderValue::from_static("0"));
+//!     Ok::<_, std::convert::Infallible>(response)
+//! });
+//! let service = RequestLoggingLayer::new().layer(handler);
+//! let request = http::Request::builder()
+//!     .uri("/shop.v1.Cart/Add")
+//!     .body(tonic::body::Body::default())
+//!     .unwrap();
+//! let response = service.oneshot(request).await.unwrap();
+//! assert_eq!(response.headers()["grpc-status"], "0");
+//! assert!(response.headers().contains_key("x-request-id"));
+//! # });
+//! ```
+//!
 //! Put it outermost: it assigns the request id first, so every later layer's events carry it.
 //!
 //! The handler runs as the [`CurrentCall`](tonic_blueprint_core::CurrentCall): put

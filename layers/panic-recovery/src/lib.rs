@@ -35,6 +35,28 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Called directly, as any tower service: a handler that panics is answered INTERNAL, and its
+//! panic text never reaches the client.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use tonic_blueprint_panic_recovery::PanicRecoveryLayer;
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! let handler = service_fn(|_request: http::Request<()>| async {
+//!     if true {
+//!         panic!("secret: the database password is hunter2");
+//!     }
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+//! });
+//! let service = PanicRecoveryLayer::new().layer(handler);
+//! let request = http::Request::builder().uri("/shop.v1.Cart/Add").body(()).unwrap();
+//! let response = service.oneshot(request).await.unwrap();
+//! assert_eq!(response.headers()["grpc-status"], "13"); // INTERNAL
+//! assert_eq!(response.headers()["grpc-message"], "internal%20error");
+//! # });
+//! ```
+//!
 //! A custom status, here with a support reference a user can quote:
 //!
 //! ```

@@ -54,6 +54,27 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Called directly, as any tower service: a handler slower than the deadline is answered
+//! DEADLINE_EXCEEDED, trailers-only.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use std::time::Duration;
+//! use tonic_blueprint_timeout::TimeoutLayer;
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! let slow = service_fn(|_request: http::Request<()>| async {
+//!     tokio::time::sleep(Duration::from_secs(60)).await;
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+//! });
+//! let service = TimeoutLayer::new(Duration::from_millis(20)).layer(slow);
+//! let request = http::Request::builder().uri("/shop.v1.Cart/Add").body(()).unwrap();
+//! let response = service.oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), http::StatusCode::OK); // never HTTP 504
+//! assert_eq!(response.headers()["grpc-status"], "4"); // DEADLINE_EXCEEDED
+//! # });
+//! ```
+//!
 //! # Do not combine with `Server::timeout`
 //!
 //! tonic's own [`Server::timeout`](tonic::transport::Server::timeout) answers CANCELLED
