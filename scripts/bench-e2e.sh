@@ -16,6 +16,9 @@
 # Variants: bare (plain tonic), empty (the kit's server, empty stack), preset (info JSON logs
 # to a file), preset-warn (LOG_LEVEL=warn), without-<layer> (the preset minus one layer),
 # go-bare and go-chain (../shared/peers/go-blueprint, when its binary is there or can be built).
+# A kit variant with `-tls` appended (empty-tls, preset-warn-tls, ...) serves over TLS 1.3
+# (TLS_CERT_FILE/TLS_KEY_FILE: an ECDSA P-256 certificate made here with openssl) and h2load
+# calls it over https (one handshake per connection); needs FEATURES with tls.
 #
 # Output: the table on stdout and in $OUTDIR/table.md, every run in $OUTDIR/runs.tsv, the
 # summary as JSON in $OUTDIR/summary.json, raw h2load, server and /metrics output per run.
@@ -110,6 +113,11 @@ rm -f "$OUT"/runs.tsv "$OUT"/*.txt "$OUT"/*.out
 FRAME="$OUT/frame.bin"
 { printf '\x00\x00\x00\x00\x42\x0a\x40'; for _ in $(seq 64); do printf '\xab'; done; } > "$FRAME"
 [ "$(stat -c %s "$FRAME")" = 71 ] || { echo "bad frame size" >&2; exit 1; }
+if [[ " $VARIANTS " == *"-tls "* ]]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+    -keyout "$OUT/tls.key" -out "$OUT/tls.crt" -subj /CN=localhost \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2> /dev/null
+fi
 
 SRV_PID=
 stop_server() {
@@ -132,8 +140,9 @@ start_server() { # variant logdir serverout
         --log-file "$logdir/go-peer.log" > "$out" 2>&1 &
       ;;
     *)
-      local bench_variant=$variant level=info
-      [ "$variant" = preset-warn ] && bench_variant=preset level=warn
+      local bench_variant=${variant%-tls} level=info tls=()
+      [[ $variant == *-tls ]] && tls=(TLS_CERT_FILE="$OUT/tls.crt" TLS_KEY_FILE="$OUT/tls.key")
+      [ "$bench_variant" = preset-warn ] && bench_variant=preset level=warn
       local auth=()
       [ "$AUTH" = 1 ] && auth=(AUTH_JWT_SECRET="$AUTH_SECRET")
       taskset -c "$SERVER_CPU" env -u RUST_LOG TOKIO_WORKER_THREADS=1 \
@@ -141,7 +150,7 @@ start_server() { # variant logdir serverout
         GRPC_ADDR="127.0.0.1:$PORT" METRICS_ADDR="127.0.0.1:$METRICS_PORT" \
         LOG_FORMAT=json LOG_LEVEL="$level" LOG_DIR="$logdir" \
         RATE_LIMIT_PER_MINUTE=4000000000 \
-        SHUTDOWN_DRAIN_DELAY_SECONDS=0 SHUTDOWN_GRACE_SECONDS=2 "${auth[@]}" \
+        SHUTDOWN_DRAIN_DELAY_SECONDS=0 SHUTDOWN_GRACE_SECONDS=2 "${auth[@]}" "${tls[@]}" \
         "$BIN" > "$out" 2>&1 &
       ;;
   esac
@@ -200,7 +209,7 @@ for round in $(seq "$ROUNDS"); do
     read -r l_busy0 l_total0 <<< "$(cpu_ticks_of "$LOAD_CPU")"
     taskset -c "$LOAD_CPU" h2load -t 1 -c "$CONNS" -m "$STREAMS" -D "$DURATION" \
       --warm-up-time="$WARMUP" -d "$FRAME" -H 'content-type: application/grpc' \
-      -H 'te: trailers' "${EXTRA_HEADERS[@]}" "http://127.0.0.1:$PORT$METHOD" \
+      -H 'te: trailers' "${EXTRA_HEADERS[@]}" "$([[ $variant == *-tls ]] && echo https || echo http)://127.0.0.1:$PORT$METHOD" \
       > "$OUT/h2load-$tag.txt" 2>&1 || true
     srv1=$(server_ticks); h2l1=$(children_ticks)
     read -r s_busy1 s_total1 <<< "$(cpu_ticks_of "$SERVER_CPU")"
