@@ -1042,3 +1042,74 @@ fn check(kind: Kind, value: &str) -> Result<(), String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(pairs: &[(&str, &str)]) -> String {
+        match Loader::from_pairs(pairs.iter().copied()).load() {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn tls_asked_for_is_never_silently_plaintext() {
+        let rediss = problems(&[("REDIS_URL", "rediss://cache:6380")]);
+        let sslmode = problems(&[(
+            "DATABASE_URL",
+            "postgres://db/app?user=app&sslmode=verify-full",
+        )]);
+        let server = problems(&[("TLS_CERT_FILE", "/c.pem"), ("TLS_KEY_FILE", "/k.pem")]);
+        if cfg!(feature = "tls") {
+            assert_eq!((rediss.as_str(), sslmode.as_str()), ("", ""));
+            assert_eq!(server, "");
+        } else {
+            assert!(rediss.contains("REDIS_URL: rediss://"), "{rediss}");
+            assert!(
+                sslmode.contains("DATABASE_URL: sslmode=verify-full"),
+                "{sslmode}"
+            );
+            assert!(server.contains("TLS_CERT_FILE"), "{server}");
+        }
+        // prefer allows plaintext by definition: never refused.
+        assert_eq!(
+            problems(&[("DATABASE_URL", "postgres://db/app?sslmode=prefer")]),
+            ""
+        );
+    }
+
+    #[test]
+    fn tls_settings_that_go_together() {
+        for (pairs, named) in [
+            (
+                vec![("TLS_KEY_FILE", "/k.pem")],
+                "TLS_CERT_FILE and TLS_KEY_FILE",
+            ),
+            (
+                vec![("TLS_CLIENT_CA_FILE", "/ca.pem")],
+                "TLS_CLIENT_CA_FILE needs TLS_CERT_FILE",
+            ),
+            (
+                vec![("NATS_CLIENT_CERT_FILE", "/c.pem")],
+                "NATS_CLIENT_CERT_FILE and NATS_CLIENT_KEY_FILE",
+            ),
+            (
+                vec![
+                    ("REDIS_URL", "redis://cache:6379"),
+                    ("REDIS_CA_FILE", "/ca.pem"),
+                ],
+                "REDIS_CA_FILE is set but REDIS_URL is not rediss://",
+            ),
+        ] {
+            let text = problems(&pairs);
+            assert!(text.contains(named), "{pairs:?}: {text}");
+        }
+        assert_eq!(
+            postgres_sslmode("postgresql://h/d?ssl-mode=Require").as_deref(),
+            Some("require")
+        );
+        assert_eq!(postgres_sslmode("sqlite://x.db?sslmode=require"), None);
+    }
+}
