@@ -103,5 +103,5 @@ cargo bench --workspace --all-features --no-run --locked --quiet
 step "cargo test"
 cargo test --workspace --all-features --locked --no-fail-fast
 
-step "fuzz the frame reader and the validation layer (${FUZZ_SECONDS:-20} s)"
+step "fuzz the frame reader, the validation layer and the token parser (${FUZZ_SECONDS:-20} s + half of it)"
 scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
