@@ -19,6 +19,7 @@ pin_project! {
         inner: TcpStream,
         // Boxed: the connection must be `Unpin` for hyper.
         killed: Pin<Box<WaitForCancellationFutureOwned>>,
+        token: CancellationToken,
     }
 }
 
@@ -27,6 +28,7 @@ impl Killable {
         Self {
             inner,
             killed: Box::pin(token.clone().cancelled_owned()),
+            token: token.clone(),
         }
     }
 }
@@ -46,11 +48,16 @@ impl AsyncRead for Killable {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.project();
-        if this.killed.as_mut().poll(cx).is_ready() {
+        if this.token.is_cancelled() {
             // End of stream: hyper closes the connection and drops its calls.
             return Poll::Ready(Ok(()));
         }
-        this.inner.poll_read(cx, buf)
+        match this.inner.poll_read(cx, buf) {
+            // About to wait for the peer: wait for the kill too (registering the waker only
+            // here keeps the busy path to one atomic load).
+            Poll::Pending if this.killed.as_mut().poll(cx).is_ready() => Poll::Ready(Ok(())),
+            other => other,
+        }
     }
 }
 
@@ -61,7 +68,7 @@ impl AsyncWrite for Killable {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
-        if this.killed.as_mut().poll(cx).is_ready() {
+        if this.token.is_cancelled() {
             return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
         }
         this.inner.poll_write(cx, buf)
@@ -81,7 +88,7 @@ impl AsyncWrite for Killable {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
-        if this.killed.as_mut().poll(cx).is_ready() {
+        if this.token.is_cancelled() {
             return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
         }
         this.inner.poll_write_vectored(cx, bufs)
