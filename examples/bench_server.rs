@@ -69,10 +69,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             let listener = tokio::net::TcpListener::bind(config.server.grpc_addr).await?;
             println!("listening on {}", listener.local_addr()?);
+            // TCP_NODELAY as tonic's own `serve` sets it (and the kit does): a listener
+            // stream of plain sockets would leave Nagle on and batch small responses,
+            // flattering the baseline under pipelined load.
             tonic::transport::Server::builder()
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                     shutdown_signal(),
                 )
                 .await?;
