@@ -5,6 +5,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | [`builder`] | [`Built`](builder::Built): a layer's settings and the state its services share, rebuilt after a builder call |
 //! | [`caller`] | [`Identity`]: the caller an authentication layer proved, read by every layer keyed on the caller |
 //! | [`connection`] | [`peer_addr`](connection::peer_addr): the peer of a plain TCP or TLS connection, and (feature `tls`) its verified client certificates (feature `connect-info`) |
 //! | [`identity`] | [`RpcIdentity`]: `/pkg.Service/Method` parsed once, stored in the request extensions, and the [`RpcKind`] |
@@ -48,6 +49,7 @@
 //! [tonic-blueprint]: https://docs.rs/tonic-blueprint
 
 pub mod accessors;
+pub mod builder;
 pub mod caller;
 pub mod catalogue;
 pub mod code;

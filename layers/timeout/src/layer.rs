@@ -1,25 +1,40 @@
-//! The layer: configuration only.
+//! The layer: configuration, and the policy calls look up, resolved from it.
 
 use crate::service::Timeout;
 use crate::setting::MethodTimeout;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
+use tonic_blueprint_core::builder::Built;
 use tonic_blueprint_core::{
     MethodKey, MethodPolicy, MethodRegistry, PolicyKey, RpcIdentity, RpcKind,
 };
 use tower_layer::Layer;
 
 /// Gives every call a deadline; see the [crate docs](crate).
-#[derive(Clone, Debug)]
+///
+/// The policy calls look up is resolved from the settings when the layer is first applied
+/// and shared by every clone of the service and of the layer; a builder call afterwards takes
+/// effect for the services made afterwards.
+#[derive(Clone)]
 pub struct TimeoutLayer {
-    settings: Arc<Settings>,
-    /// What calls look up: [`Settings::resolve`], recomputed by every builder method.
-    resolved: Arc<MethodPolicy<MethodTimeout>>,
+    /// The settings, and what calls look up: [`Config::resolve`]
+    /// ([`Built`]: the builder state of every layer).
+    state: Built<Config, MethodPolicy<MethodTimeout>>,
 }
 
+impl std::fmt::Debug for TimeoutLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimeoutLayer")
+            .field("settings", self.state.config())
+            .field("resolved", self.resolved())
+            .finish()
+    }
+}
+
+/// The layer's settings.
 #[derive(Clone, Debug)]
-struct Settings {
+struct Config {
     /// As configured: the default is the request timeout, the entries are explicit.
     policy: MethodPolicy<MethodTimeout>,
     /// The default of server- and bidi-streaming methods without an entry of their own.
@@ -28,7 +43,7 @@ struct Settings {
     registry: Option<MethodRegistry>,
 }
 
-impl Settings {
+impl Config {
     /// The policy calls use: the configured one, plus the stream timeout for every server-
     /// or bidi-streaming method of the registry that has no entry of its own (neither for
     /// the method nor for its service).
@@ -82,21 +97,23 @@ impl TimeoutLayer {
     /// Timeouts from a policy (for example one loaded with serde). Its default is the
     /// request timeout; its service and method entries apply to methods of every kind.
     pub fn from_policy(policy: MethodPolicy<MethodTimeout>) -> Self {
-        let settings = Settings {
-            policy,
-            stream: MethodTimeout::NONE,
-            registry: None,
-        };
         Self {
-            resolved: Arc::new(settings.resolve()),
-            settings: Arc::new(settings),
+            state: Built::new(Config {
+                policy,
+                stream: MethodTimeout::NONE,
+                registry: None,
+            }),
         }
     }
 
-    fn update(mut self, change: impl FnOnce(&mut Settings)) -> Self {
-        change(Arc::make_mut(&mut self.settings));
-        self.resolved = Arc::new(self.settings.resolve());
-        self
+    /// The settings, to change; the one place that drops the resolved policy.
+    fn config_mut(&mut self) -> &mut Config {
+        self.state.config_mut()
+    }
+
+    /// The policy calls look up, resolved on first use.
+    fn resolved(&self) -> &Arc<MethodPolicy<MethodTimeout>> {
+        self.state.get_or_build(Config::resolve)
     }
 
     /// The methods' kinds, from the service descriptors: server- and bidi-streaming methods
@@ -107,39 +124,45 @@ impl TimeoutLayer {
     ///
     /// Without a registry the layer cannot tell a stream from a unary call: every method
     /// without an entry of its own gets the request timeout.
-    pub fn with_registry(self, registry: MethodRegistry) -> Self {
-        self.update(|s| s.registry = Some(registry))
+    pub fn with_registry(mut self, registry: MethodRegistry) -> Self {
+        self.config_mut().registry = Some(registry);
+        self
     }
 
     /// The server's deadline for server- and bidi-streaming methods without a timeout of
     /// their own (`None`, the default: no server deadline, for long-lived watch, subscribe
     /// and tail streams). A client's `grpc-timeout` still applies. Takes effect for the
     /// methods of the [registry](Self::with_registry).
-    pub fn stream_timeout(self, timeout: Option<Duration>) -> Self {
-        self.update(|s| s.stream = MethodTimeout::from(timeout))
+    pub fn stream_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config_mut().stream = MethodTimeout::from(timeout);
+        self
     }
 
     /// Sets the timeout of a method (`pkg.Service/Method`) or of every method of a service
     /// (`pkg.Service/*`), whatever its kind, streams included.
-    pub fn with_timeout(self, key: MethodKey, timeout: Duration) -> Self {
-        self.update(|s| s.policy.insert(&key, MethodTimeout::after(timeout)))
+    pub fn with_timeout(mut self, key: MethodKey, timeout: Duration) -> Self {
+        self.config_mut()
+            .policy
+            .insert(&key, MethodTimeout::after(timeout));
+        self
     }
 
     /// Removes the server-side timeout of a method or service, for long-lived streams. A
     /// client's `grpc-timeout` still applies.
-    pub fn without_timeout(self, key: MethodKey) -> Self {
-        self.update(|s| s.policy.insert(&key, MethodTimeout::NONE))
+    pub fn without_timeout(mut self, key: MethodKey) -> Self {
+        self.config_mut().policy.insert(&key, MethodTimeout::NONE);
+        self
     }
 
     /// The policy as configured: its default is the request timeout; the stream timeout
     /// and the registry are not in it (see [`timeout_for`](Self::timeout_for)).
     pub fn policy(&self) -> &MethodPolicy<MethodTimeout> {
-        &self.settings.policy
+        &self.state.config().policy
     }
 
     /// The server's timeout for a method, as calls get it (`None`: no server deadline).
     pub fn timeout_for(&self, id: &RpcIdentity) -> Option<Duration> {
-        self.resolved.get(id).duration()
+        self.resolved().get(id).duration()
     }
 }
 
@@ -147,7 +170,7 @@ impl<S> Layer<S> for TimeoutLayer {
     type Service = Timeout<S>;
 
     fn layer(&self, inner: S) -> Timeout<S> {
-        Timeout::from_shared(inner, self.resolved.clone())
+        Timeout::from_shared(inner, self.resolved().clone())
     }
 }
 
@@ -249,5 +272,56 @@ mod tests {
         assert_eq!(timeout(&layer, OTHER_WATCH), None);
         assert_eq!(timeout(&layer, CHAT), Some(Duration::from_secs(3600)));
         assert_eq!(timeout(&layer, UNARY), Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn clones_made_after_building_share_the_resolved_policy() {
+        let layer = TimeoutLayer::default().with_registry(registry());
+        let _service = layer.layer(());
+        let built = layer.resolved().clone();
+        assert!(Arc::ptr_eq(&built, layer.clone().resolved()));
+        assert!(Arc::ptr_eq(&built, layer.resolved()));
+    }
+
+    #[test]
+    fn a_builder_call_after_layer_resolves_again_for_its_own_clone() {
+        let layer = TimeoutLayer::default();
+        let _service = layer.layer(());
+        let built = layer.resolved().clone();
+        let changed = layer.clone().with_registry(registry());
+        assert!(!Arc::ptr_eq(&built, changed.resolved()));
+        assert_eq!(timeout(&changed, WATCH), None);
+        // The layer it was cloned from keeps its settings and its resolution.
+        assert_eq!(timeout(&layer, WATCH), S30);
+        assert!(Arc::ptr_eq(&built, layer.resolved()));
+        let debug = format!("{layer:?}");
+        assert!(debug.starts_with("TimeoutLayer { settings: "), "{debug}");
+        assert!(debug.contains(", resolved: "), "{debug}");
+    }
+
+    #[tokio::test]
+    async fn a_builder_call_after_layer_takes_effect_for_services_made_afterwards() {
+        use tower::{ServiceExt, service_fn};
+
+        let slow = service_fn(|_request: http::Request<()>| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok::<_, std::convert::Infallible>(http::Response::new(()))
+        });
+        let call = || {
+            http::Request::builder()
+                .uri(UNARY)
+                .body(())
+                .expect("request")
+        };
+        let layer = TimeoutLayer::new(Duration::from_secs(60));
+        let before = layer.layer(slow);
+        let layer = layer.with_timeout(key("shop.v1.Cart/Add"), Duration::from_millis(20));
+        let after = layer.layer(slow);
+
+        let response = after.oneshot(call()).await.expect("response");
+        assert_eq!(response.headers()["grpc-status"], "4");
+        // The service made before keeps the 60 s it was made with.
+        let waited = tokio::time::timeout(Duration::from_millis(200), before.oneshot(call())).await;
+        assert!(waited.is_err());
     }
 }
