@@ -74,6 +74,27 @@ pub fn code_from_error(err: &(dyn std::error::Error + 'static)) -> Option<Code> 
     None
 }
 
+/// The code a service's error of any type stands for, for layers that keep the inner error
+/// type: a [`BoxError`](crate::BoxError) or a `tonic::Status` by [`code_from_error`], anything
+/// else (or a chain without a status) `Internal`.
+///
+/// ```
+/// use tonic_blueprint_core::{BoxError, code::code_from_error_of};
+///
+/// let boxed: BoxError = Box::new(tonic::Status::unavailable("down"));
+/// assert_eq!(code_from_error_of(&boxed), tonic::Code::Unavailable);
+/// assert_eq!(code_from_error_of(&std::io::Error::other("x")), tonic::Code::Internal);
+/// ```
+pub fn code_from_error_of<E: 'static>(err: &E) -> Code {
+    let any: &dyn std::any::Any = err;
+    let found = if let Some(boxed) = any.downcast_ref::<crate::BoxError>() {
+        code_from_error(boxed.as_ref())
+    } else {
+        any.downcast_ref::<tonic::Status>().map(tonic::Status::code)
+    };
+    found.unwrap_or(Code::Internal)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,6 +47,8 @@ pub enum OutcomeSource {
     BodyError,
     /// The response was dropped before its end: the client cancelled or disconnected.
     Dropped,
+    /// The service returned an error instead of a response (tonic resets the stream).
+    ServiceError,
 }
 
 /// How a call ended.
@@ -126,6 +128,17 @@ pin_project! {
                     messages_sent: this.counter.total(),
                 });
             }
+        }
+    }
+}
+
+impl<B, F: OnOutcome> ObservedBody<B, F> {
+    /// `inner` passed through, observed by nobody (a layer whose call another layer observes).
+    pub fn unobserved(inner: B) -> Self {
+        Self {
+            inner,
+            on: None,
+            counter: MessageCounter::default(),
         }
     }
 }

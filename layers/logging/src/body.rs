@@ -10,17 +10,18 @@ use tonic_blueprint_core::CurrentCall;
 pin_project! {
     /// Response body of [`RequestLogging`](crate::RequestLogging): the handler's response
     /// stream runs inside the call's span (and as the current call), so what it logs carries
-    /// the request id and trace, and what it calls carries them on.
+    /// the request id and trace, and what it calls carries them on. The body of a unary or
+    /// client-streaming call, where no service code runs, enters no span.
     pub struct LoggedBody<B> {
         #[pin]
         inner: B,
-        span: tracing::Span,
+        span: Option<tracing::Span>,
         call: Option<CurrentCall>,
     }
 }
 
 impl<B> LoggedBody<B> {
-    pub(crate) fn new(inner: B, span: tracing::Span, call: Option<CurrentCall>) -> Self {
+    pub(crate) fn new(inner: B, span: Option<tracing::Span>, call: Option<CurrentCall>) -> Self {
         Self { inner, span, call }
     }
 }
@@ -40,7 +41,7 @@ impl<B: Body<Data = Bytes>> Body for LoggedBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
-        let _entered = this.span.enter();
+        let _entered = this.span.as_ref().map(tracing::Span::enter);
         let _current = this.call.as_ref().map(CurrentCall::enter);
         this.inner.poll_frame(cx)
     }

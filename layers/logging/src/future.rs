@@ -2,39 +2,43 @@
 //! echoes the request id.
 
 use crate::body::LoggedBody;
-use crate::record::LogRecord;
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use tonic_blueprint_core::code::code_from_error;
 use tonic_blueprint_core::headers::X_REQUEST_ID;
-use tonic_blueprint_core::{BoxError, CurrentCall, ObservedBody, observe};
+use tonic_blueprint_core::{CurrentCall, Fanout, ObservedBody, Watch};
 
 pin_project! {
     /// Response future of [`RequestLogging`](crate::RequestLogging).
     pub struct ResponseFuture<F> {
         // Declared first so it drops (and logs `Canceled`) before the handler's future.
-        record: Option<LogRecord>,
+        watch: Option<Watch>,
+        request_id: http::HeaderValue,
         #[pin]
         inner: F,
         span: tracing::Span,
         call: Option<CurrentCall>,
+        body_in_span: bool,
     }
 }
 
 impl<F> ResponseFuture<F> {
     pub(crate) fn new(
-        record: LogRecord,
+        watch: Watch,
+        request_id: http::HeaderValue,
         inner: F,
         span: tracing::Span,
         call: Option<CurrentCall>,
+        body_in_span: bool,
     ) -> Self {
         Self {
-            record: Some(record),
+            watch: Some(watch),
+            request_id,
             inner,
             span,
             call,
+            body_in_span,
         }
     }
 }
@@ -42,7 +46,7 @@ impl<F> ResponseFuture<F> {
 impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("record", &self.record)
+            .field("request_id", &self.request_id)
             .finish_non_exhaustive()
     }
 }
@@ -50,9 +54,10 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
 impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<http::Response<B>, E>>,
-    E: Into<BoxError>,
+    B: http_body::Body<Data = bytes::Bytes>,
+    E: 'static,
 {
-    type Output = Result<http::Response<LoggedBody<ObservedBody<B, LogRecord>>>, BoxError>;
+    type Output = Result<http::Response<LoggedBody<ObservedBody<B, Fanout>>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -61,25 +66,24 @@ where
             let _current = this.call.as_ref().map(CurrentCall::enter);
             ready!(this.inner.poll(cx))
         };
-        let Some(record) = this.record.take() else {
+        let Some(watch) = this.watch.take() else {
             return Poll::Pending;
         };
         match result {
             Ok(mut response) => {
                 response
                     .headers_mut()
-                    .insert(X_REQUEST_ID, record.request_id.header_value().clone());
-                let span = this.span.clone();
-                let call = this.call.take();
-                let response = observe(response, record);
+                    .insert(X_REQUEST_ID, this.request_id.clone());
+                let (span, call) = if *this.body_in_span {
+                    (Some(this.span.clone()), this.call.take())
+                } else {
+                    (None, None)
+                };
+                let response = watch.respond(response);
                 Poll::Ready(Ok(response.map(|body| LoggedBody::new(body, span, call))))
             }
             Err(err) => {
-                let err: BoxError = err.into();
-                record.finish(
-                    code_from_error(err.as_ref()).unwrap_or(tonic::Code::Internal),
-                    0,
-                );
+                watch.fail(&err);
                 Poll::Ready(Err(err))
             }
         }

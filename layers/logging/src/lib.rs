@@ -90,5 +90,4 @@ pub use future::ResponseFuture;
 pub use layer::{DEFAULT_SENSITIVE_HEADERS, RequestLoggingLayer};
 pub use level::default_level;
 pub use propagate::{Propagate, PropagateLayer};
-pub use record::LogRecord;
 pub use service::RequestLogging;

@@ -1,28 +1,26 @@
 //! One call's log record: the finishing event, exactly once.
 
 use crate::layer::Levels;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 use tonic::Code;
 use tonic_blueprint_core::events::{GrpcRequest, grpc_request};
 use tonic_blueprint_core::trace::{self, Attribute, FinishedSpan, SpanKind};
 use tonic_blueprint_core::{
-    CurrentCall, OnOutcome, Outcome, RequestId, RpcIdentity, RpcKind, code_label,
+    CallEnd, CallHook, CurrentCall, RequestId, RpcIdentity, RpcKind, code_label,
 };
 
-/// One call in the logs: logged when the outcome observer reports, or as `Canceled` when
-/// dropped first. Opaque; it appears in [`RequestLogging`](crate::RequestLogging)'s response
-/// body type.
-pub struct LogRecord {
+/// One call in the logs: logged when the call's observer reports its end, or as `Canceled`
+/// when dropped first.
+pub(crate) struct LogRecord {
     pub(crate) span: tracing::Span,
     pub(crate) levels: Levels,
     pub(crate) id: RpcIdentity,
     pub(crate) kind: RpcKind,
     pub(crate) peer: Option<std::net::SocketAddr>,
+    /// `peer` as text, formatted once for the span and the line.
+    pub(crate) peer_text: PeerText,
     pub(crate) request_id: RequestId,
     pub(crate) started: Instant,
-    pub(crate) received: Arc<AtomicU64>,
     pub(crate) done: bool,
     /// The call's trace, request id and caller, when the layer joins traces.
     pub(crate) call: Option<CurrentCall>,
@@ -37,44 +35,17 @@ pub(crate) struct Recorded {
     pub(crate) authority: Option<http::uri::Authority>,
 }
 
-/// The bit of [`LogRecord::received`] that says the request stream failed.
-const REQUEST_FAILED: u64 = 1 << 63;
-
-/// The request side of a call: counts the messages received into the record's counter, and
-/// marks it when the request stream fails (the client reset it or went away).
-pub(crate) struct Received(pub(crate) Arc<AtomicU64>);
-
-impl tonic_blueprint_core::RequestEvents for Received {
-    fn messages(&mut self, count: u64) {
-        self.0.fetch_add(count, Ordering::Relaxed);
-    }
-
-    fn failed(&mut self) {
-        self.0.fetch_or(REQUEST_FAILED, Ordering::Relaxed);
-    }
-}
-
 impl LogRecord {
-    pub(crate) fn finish(mut self, code: Code, messages_sent: u64) {
-        self.log(code, messages_sent);
-    }
-
-    fn log(&mut self, code: Code, messages_sent: u64) {
+    /// A call whose request stream failed ended because the client went away, whatever the
+    /// handler made of the broken stream: the observer reports it `Canceled` (at warn), never
+    /// `Unknown` at error.
+    fn log(&mut self, code: Code, messages_received: u64, messages_sent: u64) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        let received = self.received.load(Ordering::Relaxed);
-        // A call whose request stream failed ended because the client went away, whatever
-        // the handler made of the broken stream: `Canceled`, never `Unknown` at error.
-        let code = if received & REQUEST_FAILED != 0 {
-            Code::Cancelled
-        } else {
-            code
-        };
         let level = self.levels.level(code);
         let entered = self.span.enter();
-        let mut buffer = [0u8; PEER_TEXT_MAX];
-        let peer = self.peer.and_then(|addr| peer_text(addr, &mut buffer));
+        let peer = self.peer_text.as_str();
         grpc_request(
             level,
             &GrpcRequest {
@@ -83,7 +54,7 @@ impl LogRecord {
                 method_type: self.kind.as_str(),
                 code: code_label(code),
                 duration: self.started.elapsed(),
-                messages_received: received & !REQUEST_FAILED,
+                messages_received,
                 messages_sent,
                 peer,
                 request_id: Some(self.request_id.as_str()),
@@ -149,13 +120,58 @@ pub(crate) fn server_error(code: Code) -> bool {
 /// Room for the longest socket address text (`[v6%scope]:port` is at most 58 bytes).
 const PEER_TEXT_MAX: usize = 64;
 
-/// `addr` as text in `buffer`, without an allocation.
-fn peer_text(addr: std::net::SocketAddr, buffer: &mut [u8; PEER_TEXT_MAX]) -> Option<&str> {
-    use std::io::Write as _;
-    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
-    write!(cursor, "{addr}").ok()?;
-    let len = usize::try_from(cursor.position()).ok()?;
-    std::str::from_utf8(buffer.get(..len)?).ok()
+/// A peer address as text, without an allocation: formatted once per call for the span and
+/// the finishing line.
+#[derive(Clone, Copy)]
+pub(crate) struct PeerText {
+    buffer: [u8; PEER_TEXT_MAX],
+    len: u8,
+}
+
+impl PeerText {
+    pub(crate) fn new(addr: Option<std::net::SocketAddr>) -> Self {
+        let mut text = Self {
+            buffer: [0; PEER_TEXT_MAX],
+            len: 0,
+        };
+        match addr {
+            Some(std::net::SocketAddr::V4(v4)) => {
+                // The common case by hand: the formatting machinery cost more than the rest of
+                // the span's fields.
+                for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text.push(b".");
+                    }
+                    text.push(itoa::Buffer::new().format(octet).as_bytes());
+                }
+                text.push(b":");
+                text.push(itoa::Buffer::new().format(v4.port()).as_bytes());
+            }
+            Some(addr) => {
+                use std::io::Write as _;
+                let mut cursor = std::io::Cursor::new(&mut text.buffer[..]);
+                if write!(cursor, "{addr}").is_ok() {
+                    text.len = u8::try_from(cursor.position()).unwrap_or(0);
+                }
+            }
+            None => {}
+        }
+        text
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let start = usize::from(self.len);
+        if let Some(room) = self.buffer.get_mut(start..start + bytes.len()) {
+            room.copy_from_slice(bytes);
+            self.len += u8::try_from(bytes.len()).unwrap_or(0);
+        }
+    }
+
+    /// The text, `None` without a peer.
+    pub(crate) fn as_str(&self) -> Option<&str> {
+        let bytes = self.buffer.get(..usize::from(self.len))?;
+        (!bytes.is_empty()).then(|| std::str::from_utf8(bytes).ok())?
+    }
 }
 
 impl std::fmt::Debug for LogRecord {
@@ -167,15 +183,15 @@ impl std::fmt::Debug for LogRecord {
     }
 }
 
-impl OnOutcome for LogRecord {
-    fn on_outcome(mut self, outcome: Outcome) {
-        self.log(outcome.code, outcome.messages_sent);
+impl CallHook for LogRecord {
+    fn on_end(&mut self, end: &CallEnd) {
+        self.log(end.code, end.messages_received, end.messages_sent);
     }
 }
 
 impl Drop for LogRecord {
     fn drop(&mut self) {
-        self.log(Code::Cancelled, 0);
+        self.log(Code::Cancelled, 0, 0);
     }
 }
 
@@ -185,9 +201,17 @@ mod tests {
 
     #[test]
     fn peer_text_fits_the_longest_address() {
-        let mut buffer = [0u8; PEER_TEXT_MAX];
-        let v4: std::net::SocketAddr = "255.255.255.255:65535".parse().expect("v4");
-        assert_eq!(peer_text(v4, &mut buffer), Some("255.255.255.255:65535"));
+        let text = |addr| PeerText::new(Some(addr)).as_str().map(str::to_owned);
+        for v4 in [
+            "255.255.255.255:65535",
+            "0.0.0.0:0",
+            "127.0.0.1:50051",
+            "10.20.3.40:8",
+        ] {
+            let addr: std::net::SocketAddr = v4.parse().expect("v4");
+            assert_eq!(text(addr).as_deref(), Some(v4));
+        }
+        assert_eq!(PeerText::new(None).as_str(), None);
         let v6 = std::net::SocketAddr::V6(std::net::SocketAddrV6::new(
             "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
                 .parse()
@@ -196,6 +220,6 @@ mod tests {
             0,
             u32::MAX,
         ));
-        assert_eq!(peer_text(v6, &mut buffer), Some(v6.to_string().as_str()));
+        assert_eq!(text(v6), Some(v6.to_string()));
     }
 }

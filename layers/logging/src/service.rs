@@ -6,15 +6,14 @@ use crate::record::LogRecord;
 use crate::redact::Redacted;
 use bytes::Bytes;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 use tonic_blueprint_core::deadline::client_timeout;
 use tonic_blueprint_core::headers::X_REQUEST_ID;
 use tonic_blueprint_core::trace::{self, TraceContext};
 use tonic_blueprint_core::{
-    BoxError, CountedBody, CurrentCall, Deadline, DeadlineSource, RequestId, RpcIdentity, RpcKind,
-    is_infrastructure,
+    BoxError, CurrentCall, Deadline, DeadlineSource, Fanout, ObservedBody, RequestId, RpcIdentity,
+    RpcKind, is_infrastructure,
 };
 use tower_service::Service;
 
@@ -62,17 +61,17 @@ fn new_request_id() -> RequestId {
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for RequestLogging<S>
 where
     S: Service<http::Request<tonic::body::Body>, Response = http::Response<ResBody>>,
-    S::Error: Into<BoxError>,
+    S::Error: 'static,
     ReqBody: http_body::Body<Data = Bytes> + Send + 'static,
     ReqBody::Error: Into<BoxError>,
+    ResBody: http_body::Body<Data = Bytes>,
 {
-    type Response =
-        http::Response<crate::LoggedBody<tonic_blueprint_core::ObservedBody<ResBody, LogRecord>>>;
-    type Error = BoxError;
+    type Response = http::Response<crate::LoggedBody<ObservedBody<ResBody, Fanout>>>;
+    type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
@@ -100,6 +99,7 @@ where
         };
         request.extensions_mut().insert(request_id.clone());
         let peer = tonic_blueprint_core::connection::peer_addr(request.extensions());
+        let peer_text = crate::record::PeerText::new(peer);
         let client = client_timeout(request.headers());
         let deadline = client
             .filter(|timeout| *timeout <= MAX_SHOWN_DEADLINE)
@@ -126,7 +126,7 @@ where
             grpc.service = id.service(),
             grpc.method = id.method(),
             grpc.method_type = kind.as_str(),
-            peer.address = peer.map(tracing::field::display),
+            peer.address = peer_text.as_str(),
             request_id = request_id.as_str(),
             grpc.request.deadline = deadline.as_ref().map(tracing::field::display),
             trace_id = ids.as_ref().map(|(trace, _)| trace.as_str()),
@@ -149,27 +149,32 @@ where
                 start: SystemTime::now(),
                 authority: request.uri().authority().cloned(),
             });
-        let received = Arc::new(AtomicU64::new(0));
-        let counter = crate::record::Received(received.clone());
-        let request = request.map(|body| tonic::body::Body::new(CountedBody::new(body, counter)));
         let record = LogRecord {
             span: span.clone(),
             levels: self.config.levels(is_infrastructure(id.service())),
             id,
             kind,
             peer,
+            peer_text,
             request_id,
             started,
-            received,
             done: false,
             call: call.clone(),
             recorded,
         };
+        // Echoed on the response never-indexed: a value new with every call would only churn
+        // the connection's HPACK table (and evict the headers worth keeping there).
+        let mut echoed = record.request_id.header_value().clone();
+        echoed.set_sensitive(true);
+        let (request, watch) = tonic_blueprint_core::watch(request, record);
         let future = {
             let _entered = span.enter();
             let _current = call.as_ref().map(CurrentCall::enter);
             self.inner.call(request)
         };
-        ResponseFuture::new(record, future, span, call)
+        // A unary or client-streaming handler has returned its one message by the time the
+        // response body is polled: no code of the service runs there, so no span is entered.
+        let body_in_span = !matches!(kind, RpcKind::Unary | RpcKind::ClientStreaming);
+        ResponseFuture::new(watch, echoed, future, span, call, body_in_span)
     }
 }

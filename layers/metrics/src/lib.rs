@@ -101,6 +101,5 @@ pub use names::{
     HANDLED, HANDLING_SECONDS, HANDLING_SECONDS_BUCKETS, IN_FLIGHT, LABEL_CODE, LABEL_TYPE,
     MSG_RECEIVED, MSG_SENT, STARTED,
 };
-pub use record::CallRecord;
 pub use service::Metrics;
 pub use tonic_blueprint_core::MethodRegistry;

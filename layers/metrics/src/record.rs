@@ -2,35 +2,15 @@
 
 use crate::table::MethodMetrics;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tonic::Code;
-use tonic_blueprint_core::{OnOutcome, Outcome};
+use tonic_blueprint_core::{CallEnd, CallHook};
 
-/// One call in the metrics: ended when the outcome observer reports, or as `Canceled` when
-/// dropped first. Opaque; it appears in [`Metrics`](crate::Metrics)' response body type.
-pub struct CallRecord {
+/// One call in the metrics: ended when the call's observer reports its end, or as
+/// `Canceled` when dropped first.
+pub(crate) struct CallRecord {
     metrics: Option<Arc<MethodMetrics>>,
     started: Instant,
-    /// Set when the request stream fails: the client reset it or went away.
-    request_failed: Arc<AtomicBool>,
-}
-
-/// The request side of a call: counts the messages received, and marks the call when the
-/// request stream fails.
-pub(crate) struct RequestSide {
-    pub(crate) received: metrics::Counter,
-    pub(crate) failed: Arc<AtomicBool>,
-}
-
-impl tonic_blueprint_core::RequestEvents for RequestSide {
-    fn messages(&mut self, count: u64) {
-        self.received.increment(count);
-    }
-
-    fn failed(&mut self) {
-        self.failed.store(true, Ordering::Relaxed);
-    }
 }
 
 impl CallRecord {
@@ -40,26 +20,12 @@ impl CallRecord {
         Self {
             metrics: Some(metrics),
             started: Instant::now(),
-            request_failed: Arc::default(),
         }
     }
 
-    pub(crate) fn request_failed(&self) -> Arc<AtomicBool> {
-        self.request_failed.clone()
-    }
-
-    pub(crate) fn finish(mut self, code: Code) {
-        self.end(code);
-    }
-
+    /// A call whose request stream failed ended because the client went away, whatever the
+    /// handler made of the broken stream: the observer reports it `Canceled`.
     fn end(&mut self, code: Code) {
-        // A call whose request stream failed ended because the client went away, whatever
-        // the handler made of the broken stream.
-        let code = if self.request_failed.load(Ordering::Relaxed) {
-            Code::Cancelled
-        } else {
-            code
-        };
         if let Some(m) = self.metrics.take() {
             m.handled(code).increment(1);
             m.handling.record(self.started.elapsed().as_secs_f64());
@@ -76,9 +42,15 @@ impl std::fmt::Debug for CallRecord {
     }
 }
 
-impl OnOutcome for CallRecord {
-    fn on_outcome(mut self, outcome: Outcome) {
-        self.end(outcome.code);
+impl CallHook for CallRecord {
+    fn on_end(&mut self, end: &CallEnd) {
+        self.end(end.code);
+    }
+
+    fn on_messages_received(&mut self, count: u64) {
+        if let Some(m) = &self.metrics {
+            m.msg_received.increment(count);
+        }
     }
 
     fn on_messages_sent(&mut self, count: u64) {

@@ -6,7 +6,7 @@ use crate::table::Table;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tonic_blueprint_core::{BoxError, CountedBody, RpcIdentity};
+use tonic_blueprint_core::{BoxError, Fanout, ObservedBody, RpcIdentity};
 use tower_service::Service;
 
 /// Middleware that records the metrics of every call; see the [crate docs](crate).
@@ -42,17 +42,17 @@ impl<S> Metrics<S> {
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Metrics<S>
 where
     S: Service<http::Request<tonic::body::Body>, Response = http::Response<ResBody>>,
-    S::Error: Into<BoxError>,
+    S::Error: 'static,
     ReqBody: http_body::Body<Data = Bytes> + Send + 'static,
     ReqBody::Error: Into<BoxError>,
+    ResBody: http_body::Body<Data = Bytes>,
 {
-    type Response =
-        http::Response<tonic_blueprint_core::ObservedBody<ResBody, crate::record::CallRecord>>;
-    type Error = BoxError;
+    type Response = http::Response<ObservedBody<ResBody, Fanout>>;
+    type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
@@ -61,14 +61,7 @@ where
         if metrics.kind != tonic_blueprint_core::RpcKind::Unknown {
             request.extensions_mut().insert(metrics.kind);
         }
-        let received = metrics.msg_received.clone();
-        let record = CallRecord::start(metrics);
-        let request_side = crate::record::RequestSide {
-            received,
-            failed: record.request_failed(),
-        };
-        let request =
-            request.map(|body| tonic::body::Body::new(CountedBody::new(body, request_side)));
-        ResponseFuture::new(record, self.inner.call(request))
+        let (request, watch) = tonic_blueprint_core::watch(request, CallRecord::start(metrics));
+        ResponseFuture::new(watch, self.inner.call(request))
     }
 }

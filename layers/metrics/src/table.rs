@@ -4,9 +4,9 @@ use crate::names::{
     HANDLED, HANDLING_SECONDS, IN_FLIGHT, LABEL_CODE, LABEL_TYPE, MSG_RECEIVED, MSG_SENT, STARTED,
 };
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder};
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 use tonic::Code;
+use tonic_blueprint_core::PathMap;
 use tonic_blueprint_core::names::{LABEL_METHOD, LABEL_SERVICE};
 use tonic_blueprint_core::{MethodRegistry, RpcIdentity, RpcKind, code_label};
 
@@ -103,10 +103,10 @@ impl MethodMetrics {
 
 /// The handles of every method.
 pub(crate) struct Table {
-    known: HashMap<Box<str>, Arc<MethodMetrics>>,
+    known: PathMap<Arc<MethodMetrics>>,
     unknown: Arc<MethodMetrics>,
     /// Without descriptors: methods labelled as they are first seen, up to a bound.
-    learned: Option<RwLock<HashMap<Box<str>, Arc<MethodMetrics>>>>,
+    learned: Option<RwLock<PathMap<Arc<MethodMetrics>>>>,
     max_methods: usize,
     sink: Sink,
 }
@@ -141,7 +141,7 @@ impl Table {
         Self {
             known,
             unknown,
-            learned: registry.is_none().then(|| RwLock::new(HashMap::new())),
+            learned: registry.is_none().then(|| RwLock::new(PathMap::default())),
             max_methods,
             sink,
         }

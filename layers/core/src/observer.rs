@@ -1,0 +1,426 @@
+//! One observer per call, shared by every layer that watches calls.
+//!
+//! Logging, metrics and any layer of your own want the same facts about a call: the request
+//! messages received, the response messages sent, and how it ended. Each wrapping the request
+//! body and observing the response on its own would scan every frame once per layer and keep
+//! one cancel-on-drop record per layer. Instead the outermost watching layer starts the call's
+//! [`CallObserver`]: it wraps the request body once, observes the response once and reports the
+//! end once, to every [`CallHook`] the layers attached. A layer further in finds the observer in
+//! the request extensions and only attaches its hook.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use std::sync::{Arc, Mutex};
+//! use http_body_util::BodyExt;
+//! use tonic_blueprint_core::observer::{CallEnd, CallHook, watch};
+//! use tonic_blueprint_core::reject;
+//!
+//! struct Seen(Arc<Mutex<Vec<CallEnd>>>);
+//! impl CallHook for Seen {
+//!     fn on_end(&mut self, end: &CallEnd) {
+//!         self.0.lock().unwrap().push(*end);
+//!     }
+//! }
+//!
+//! let outer = Arc::new(Mutex::new(Vec::new()));
+//! let inner = Arc::new(Mutex::new(Vec::new()));
+//! let request = http::Request::new(http_body_util::Empty::<bytes::Bytes>::new());
+//! // The outer layer starts the observer; the inner one joins it.
+//! let (request, outer_watch) = watch(request, Seen(outer.clone()));
+//! let (_request, inner_watch) = watch(request, Seen(inner.clone()));
+//! assert!(outer_watch.is_owner() && !inner_watch.is_owner());
+//!
+//! let response: http::Response<http_body_util::Empty<bytes::Bytes>> =
+//!     reject(tonic::Status::not_found("no such payment"));
+//! let response = outer_watch.respond(inner_watch.respond(response));
+//! response.into_body().collect().await.unwrap();
+//!
+//! for seen in [outer, inner] {
+//!     assert_eq!(seen.lock().unwrap()[0].code, tonic::Code::NotFound);
+//! }
+//! # });
+//! ```
+
+use crate::code::code_from_error_of;
+use crate::frame::{CountedBody, RequestEvents};
+use crate::outcome::{ObservedBody, OnOutcome, Outcome, OutcomeSource, observe};
+use bytes::Bytes;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tonic::Code;
+
+/// How a call ended, as every hook learns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallEnd {
+    /// The gRPC status code the client sees. A call whose request stream failed (the client
+    /// reset it or went away) is `Cancelled`, whatever the handler made of the broken stream.
+    pub code: Code,
+    /// Where the code came from.
+    pub source: OutcomeSource,
+    /// Complete request messages received.
+    pub messages_received: u64,
+    /// Complete response messages sent.
+    pub messages_sent: u64,
+}
+
+/// What a layer attaches to a call's observer. Every method is called from whichever task
+/// polls the call's bodies, one at a time.
+pub trait CallHook: Send + 'static {
+    /// `count` more complete request messages arrived (live counts for long streams).
+    fn on_messages_received(&mut self, _count: u64) {}
+
+    /// `count` more complete response messages were sent.
+    fn on_messages_sent(&mut self, _count: u64) {}
+
+    /// The call ended; called exactly once, unless the hook is dropped first (the process
+    /// shutting down a call without an end).
+    fn on_end(&mut self, end: &CallEnd);
+}
+
+/// The bit of [`Shared::received`] that says the request stream failed.
+const REQUEST_FAILED: u64 = 1 << 63;
+
+/// Hooks of one call. Two fit without another allocation (logging and metrics).
+type Hooks = smallvec::SmallVec<[Box<dyn CallHook>; 2]>;
+
+struct Shared {
+    /// Request messages received, and [`REQUEST_FAILED`].
+    received: AtomicU64,
+    /// `None` once the call ended.
+    hooks: Mutex<Option<Hooks>>,
+}
+
+/// The observer of one call, in its request extensions; see the [module docs](self).
+#[derive(Clone)]
+pub struct CallObserver {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for CallObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallObserver")
+            .field("messages_received", &self.messages_received())
+            .field("ended", &self.lock().is_none())
+            .finish()
+    }
+}
+
+impl CallObserver {
+    fn new() -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                received: AtomicU64::new(0),
+                hooks: Mutex::new(Some(Hooks::new())),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Hooks>> {
+        // A hook that panicked leaves the list as it was: still usable.
+        self.shared
+            .hooks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Attaches `hook`; a call that already ended reports its end to it at once.
+    pub fn attach(&self, hook: impl CallHook) {
+        let mut hook: Box<dyn CallHook> = Box::new(hook);
+        let mut hooks = self.lock();
+        match hooks.as_mut() {
+            Some(list) => list.push(hook),
+            None => {
+                drop(hooks);
+                hook.on_end(&CallEnd {
+                    code: Code::Cancelled,
+                    source: OutcomeSource::Dropped,
+                    messages_received: self.messages_received(),
+                    messages_sent: 0,
+                });
+            }
+        }
+    }
+
+    /// Complete request messages received so far.
+    pub fn messages_received(&self) -> u64 {
+        self.shared.received.load(Ordering::Relaxed) & !REQUEST_FAILED
+    }
+
+    /// Whether the request stream failed (the client reset it or went away).
+    pub fn request_failed(&self) -> bool {
+        self.shared.received.load(Ordering::Relaxed) & REQUEST_FAILED != 0
+    }
+
+    fn each(&self, f: impl Fn(&mut dyn CallHook)) {
+        if let Some(hooks) = self.lock().as_mut() {
+            for hook in hooks.iter_mut() {
+                f(hook.as_mut());
+            }
+        }
+    }
+
+    /// Ends the call: every hook learns `outcome`, once; later ends do nothing.
+    fn end(&self, outcome: Outcome) {
+        let Some(mut hooks) = self.lock().take() else {
+            return;
+        };
+        let code = if self.request_failed() {
+            Code::Cancelled
+        } else {
+            outcome.code
+        };
+        let end = CallEnd {
+            code,
+            source: outcome.source,
+            messages_received: self.messages_received(),
+            messages_sent: outcome.messages_sent,
+        };
+        for hook in hooks.iter_mut() {
+            hook.on_end(&end);
+        }
+    }
+}
+
+/// The request side: counts messages into the observer, marks a failed request stream.
+struct RequestSide(CallObserver);
+
+impl RequestEvents for RequestSide {
+    fn messages(&mut self, count: u64) {
+        self.0.shared.received.fetch_add(count, Ordering::Relaxed);
+        self.0.each(|hook| hook.on_messages_received(count));
+    }
+
+    fn failed(&mut self) {
+        self.0
+            .shared
+            .received
+            .fetch_or(REQUEST_FAILED, Ordering::Relaxed);
+    }
+}
+
+/// What the owner's response body reports to: every hook.
+pub struct Fanout(CallObserver);
+
+impl std::fmt::Debug for Fanout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Fanout").field(&self.0).finish()
+    }
+}
+
+impl OnOutcome for Fanout {
+    fn on_outcome(self, outcome: Outcome) {
+        self.0.end(outcome);
+    }
+
+    fn on_messages_sent(&mut self, count: u64) {
+        self.0.each(|hook| hook.on_messages_sent(count));
+    }
+}
+
+/// A layer's part in one call, from [`watch`]: the owner (the outermost watching layer)
+/// observes the response and reports the end; any other layer passes its response through.
+///
+/// Dropped before [`respond`](Self::respond) or [`fail`](Self::fail) (the call was cancelled
+/// before its response), the owner ends the call as `Cancelled`.
+#[derive(Debug)]
+pub struct Watch {
+    owner: Option<CallObserver>,
+}
+
+impl Watch {
+    /// Whether this layer started the call's observer.
+    pub fn is_owner(&self) -> bool {
+        self.owner.is_some()
+    }
+
+    /// The response, observed by the owner; passed through by any other layer.
+    pub fn respond<B>(
+        mut self,
+        response: http::Response<B>,
+    ) -> http::Response<ObservedBody<B, Fanout>>
+    where
+        B: http_body::Body<Data = Bytes>,
+    {
+        match self.owner.take() {
+            Some(observer) => observe(response, Fanout(observer)),
+            None => response.map(ObservedBody::unobserved),
+        }
+    }
+
+    /// The inner service failed with `error` instead of answering: the owner ends the call
+    /// with the code the error stands for ([`code_from_error_of`]).
+    pub fn fail<E: 'static>(mut self, error: &E) {
+        if let Some(observer) = self.owner.take() {
+            observer.end(Outcome {
+                code: code_from_error_of(error),
+                source: OutcomeSource::ServiceError,
+                messages_sent: 0,
+            });
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(observer) = self.owner.take() {
+            observer.end(Outcome {
+                code: Code::Cancelled,
+                source: OutcomeSource::Dropped,
+                messages_sent: 0,
+            });
+        }
+    }
+}
+
+/// Attaches `hook` to the call of `request`: joins the observer an outer layer started, or
+/// starts one (wrapping the request body once to count its messages) when this layer is the
+/// outermost that watches.
+pub fn watch<B>(
+    mut request: http::Request<B>,
+    hook: impl CallHook,
+) -> (http::Request<tonic::body::Body>, Watch)
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<crate::BoxError>,
+{
+    if let Some(observer) = request.extensions().get::<CallObserver>() {
+        observer.attach(hook);
+        let request = request.map(tonic::body::Body::new);
+        return (request, Watch { owner: None });
+    }
+    let observer = CallObserver::new();
+    observer.attach(hook);
+    request.extensions_mut().insert(observer.clone());
+    let side = RequestSide(observer.clone());
+    let request = request.map(|body| tonic::body::Body::new(CountedBody::new(body, side)));
+    (
+        request,
+        Watch {
+            owner: Some(observer),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    type Ends = Arc<Mutex<Vec<(&'static str, CallEnd)>>>;
+
+    struct Named(&'static str, Ends, Arc<AtomicU64>);
+
+    impl CallHook for Named {
+        fn on_messages_received(&mut self, count: u64) {
+            self.2.fetch_add(count, Ordering::Relaxed);
+        }
+
+        fn on_end(&mut self, end: &CallEnd) {
+            self.1.lock().unwrap().push((self.0, *end));
+        }
+    }
+
+    fn message() -> Bytes {
+        Bytes::from_static(b"\0\0\0\0\x02hi")
+    }
+
+    #[tokio::test]
+    async fn one_body_wrap_every_hook_told_once_with_the_request_count() {
+        let ends: Ends = Arc::default();
+        let live = Arc::new(AtomicU64::new(0));
+        let body =
+            http_body_util::Full::new(Bytes::from_iter([message(), message(), message()].concat()));
+        let request = http::Request::new(body);
+        let (request, outer) = watch(request, Named("outer", ends.clone(), live.clone()));
+        let (request, inner) = watch(request, Named("inner", ends.clone(), live.clone()));
+        let collected = request.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(collected.len(), 21);
+        // Counted once (by the owner's wrapper), told live to both hooks.
+        assert_eq!(live.load(Ordering::Relaxed), 6);
+
+        let response = http::Response::new(http_body_util::Full::new(message()));
+        let response = outer.respond(inner.respond(response));
+        let collected = response.into_body().collect().await.unwrap();
+        assert_eq!(collected.to_bytes(), message());
+        let ends = ends.lock().unwrap();
+        let names: Vec<_> = ends.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, ["outer", "inner"]);
+        for (_, end) in ends.iter() {
+            assert_eq!(
+                *end,
+                CallEnd {
+                    code: Code::Unknown,
+                    source: OutcomeSource::EndOfStream,
+                    messages_received: 3,
+                    messages_sent: 1,
+                }
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_request_stream_ends_cancelled() {
+        let ends: Ends = Arc::default();
+        let live = Arc::new(AtomicU64::new(0));
+        let body = Script(
+            [
+                Ok(http_body::Frame::data(message())),
+                Err(std::io::Error::other("reset")),
+            ]
+            .into(),
+        );
+        let (request, owner) = watch(http::Request::new(body), Named("o", ends.clone(), live));
+        assert!(request.into_body().collect().await.is_err());
+        let response: http::Response<http_body_util::Empty<Bytes>> =
+            crate::reject(tonic::Status::internal("the handler saw a broken stream"));
+        drop(owner.respond(response));
+        let ends = ends.lock().unwrap();
+        assert_eq!(ends.len(), 1);
+        assert_eq!(ends[0].1.code, Code::Cancelled);
+        assert_eq!(ends[0].1.messages_received, 1);
+    }
+
+    #[test]
+    fn dropped_before_the_response_is_cancelled_once() {
+        let ends: Ends = Arc::default();
+        let live = Arc::new(AtomicU64::new(0));
+        let request = http::Request::new(http_body_util::Empty::<Bytes>::new());
+        let (request, outer) = watch(request, Named("outer", ends.clone(), live.clone()));
+        let (_request, inner) = watch(request, Named("inner", ends.clone(), live));
+        drop(inner);
+        assert!(ends.lock().unwrap().is_empty(), "a guest never reports");
+        drop(outer);
+        let ends = ends.lock().unwrap();
+        assert_eq!(ends.len(), 2);
+        assert!(ends.iter().all(|(_, end)| end.code == Code::Cancelled
+            && end.source == OutcomeSource::Dropped));
+    }
+
+    #[test]
+    fn a_service_error_ends_with_its_code() {
+        let ends: Ends = Arc::default();
+        let live = Arc::new(AtomicU64::new(0));
+        let request = http::Request::new(http_body_util::Empty::<Bytes>::new());
+        let (_request, owner) = watch(request, Named("o", ends.clone(), live));
+        let error: crate::BoxError = Box::new(tonic::Status::deadline_exceeded("too slow"));
+        owner.fail(&error);
+        let ends = ends.lock().unwrap();
+        assert_eq!(ends.len(), 1);
+        assert_eq!(ends[0].1.code, Code::DeadlineExceeded);
+        assert_eq!(ends[0].1.source, OutcomeSource::ServiceError);
+    }
+
+    /// A request body that yields its frames, then the given error.
+    struct Script(std::collections::VecDeque<Result<http_body::Frame<Bytes>, std::io::Error>>);
+
+    impl http_body::Body for Script {
+        type Data = Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+            std::task::Poll::Ready(self.0.pop_front())
+        }
+    }
+}
