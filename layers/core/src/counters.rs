@@ -6,11 +6,11 @@
 //! descriptors, paths beyond the first [`MAX_METHODS`]) fold into one `unknown` label, so a
 //! scanner sending random paths cannot grow the series count.
 
+use crate::identity::PathMap;
 use crate::identity::{RpcIdentity, UNKNOWN};
 use crate::names::{LABEL_METHOD, LABEL_SERVICE};
 use crate::registry::MethodRegistry;
 use metrics::Counter;
-use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};
 
 /// Methods labelled without descriptors before the rest fold into `unknown`.
@@ -22,7 +22,7 @@ pub const MAX_METHODS: usize = 1000;
 pub struct MethodCounters {
     names: &'static [&'static str],
     registry: Option<MethodRegistry>,
-    by_path: RwLock<HashMap<Box<str>, Vec<Counter>>>,
+    by_path: RwLock<PathMap<Vec<Counter>>>,
     unknown: OnceLock<Vec<Counter>>,
 }
 

@@ -7,6 +7,12 @@
 use http::uri::PathAndQuery;
 use std::fmt;
 
+/// A map keyed by method path or service name, as every layer looks one up per call.
+///
+/// foldhash with a seed per map rather than SipHash: paths come from clients, so the hash
+/// stays seeded, and it costs a fraction of SipHash on the request path.
+pub type PathMap<V> = std::collections::HashMap<Box<str>, V, foldhash::fast::RandomState>;
+
 /// The label used for the service and method of a path that is not `/pkg.Service/Method`.
 ///
 /// Every malformed path folds into this one value so a scanner sending random paths can never

@@ -12,6 +12,7 @@
 //! | [`policy`] | [`MethodPolicy`]: one value per method (default, `pkg.Service/*`, exact method), serde-loadable |
 //! | [`rejection`] | [`reject`]: trailers-only gRPC error responses (always HTTP 200) with capped message and details |
 //! | [`refusable`] | [`RefusableBody`]: the response body of a layer that may refuse (inner, or empty) |
+//! | [`observer`] | [`CallObserver`]: one observer per call that every watching layer (logging, metrics, yours) shares: the request body wrapped once, the response observed once, the end reported once |
 //! | [`outcome`] | [`observe`]: a response-body wrapper that reports the final gRPC status exactly once |
 //! | [`error_status`] | [`ErrorStatusLayer`]: errors of inner tower layers (timeout, load shed, your own) answered as gRPC statuses |
 //! | [`deadline`] | the `grpc-timeout` parser and the [`Deadline`] request extension |
@@ -64,6 +65,7 @@ pub mod frame;
 pub mod headers;
 pub mod identity;
 pub mod names;
+pub mod observer;
 pub mod outcome;
 pub mod policy;
 pub mod refusable;
@@ -81,7 +83,8 @@ pub use error_status::{ErrorStatus, ErrorStatusLayer, status_for_error};
 pub use frame::{
     CountedBody, FrameError, MessageCounter, RequestEvents, UnaryRequest, read_unary_request,
 };
-pub use identity::{RpcIdentity, RpcKind};
+pub use identity::{PathMap, RpcIdentity, RpcKind};
+pub use observer::{CallEnd, CallHook, CallObserver, Fanout, Watch, watch};
 pub use outcome::{ObservedBody, OnOutcome, Outcome, OutcomeSource, observe};
 pub use policy::{MethodKey, MethodPolicy, PolicyKey};
 pub use refusable::RefusableBody;

@@ -32,9 +32,9 @@
 //! assert_eq!(*policy.default_value(), 100);
 //! ```
 
+use crate::identity::PathMap;
 use crate::identity::RpcIdentity;
 use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, Visitor};
-use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -44,20 +44,20 @@ use std::marker::PhantomData;
 #[derive(Clone, Debug, PartialEq)]
 pub struct MethodPolicy<T> {
     default: T,
-    services: HashMap<Box<str>, ServiceEntry<T>>,
+    services: PathMap<ServiceEntry<T>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 struct ServiceEntry<T> {
     all: Option<T>,
-    methods: HashMap<Box<str>, T>,
+    methods: PathMap<T>,
 }
 
 impl<T> Default for ServiceEntry<T> {
     fn default() -> Self {
         Self {
             all: None,
-            methods: HashMap::new(),
+            methods: PathMap::default(),
         }
     }
 }
@@ -73,7 +73,7 @@ impl<T> MethodPolicy<T> {
     pub fn new(default: T) -> Self {
         Self {
             default,
-            services: HashMap::new(),
+            services: PathMap::default(),
         }
     }
 

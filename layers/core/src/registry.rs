@@ -6,11 +6,11 @@
 //! method: its [`RpcKind`] and whether it is marked `idempotency_level = NO_SIDE_EFFECTS`.
 //! It also tells which paths the server serves, so layers can fold the others into one label.
 
+use crate::identity::PathMap;
 use crate::identity::{RpcIdentity, RpcKind};
 use prost::Message;
 use prost_types::FileDescriptorSet;
 use prost_types::method_options::IdempotencyLevel;
-use std::collections::HashMap;
 
 /// What the descriptors say about one method.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub struct MethodInfo {
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct MethodRegistry {
-    methods: HashMap<Box<str>, MethodInfo>,
+    methods: PathMap<MethodInfo>,
 }
 
 impl MethodRegistry {

@@ -52,8 +52,8 @@ impl RequestId {
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
-        // Only printable ASCII is ever accepted.
-        self.0.to_str().unwrap_or_default()
+        // Only printable ASCII is ever accepted (so UTF-8, checked on ASCII's fast path).
+        std::str::from_utf8(self.0.as_bytes()).unwrap_or_default()
     }
 
     /// The id as a header value, to echo or pass on.

@@ -6,7 +6,6 @@ use crate::rules::{Extensions, MethodRules, VALIDATE_PROTO, Validate};
 use crate::service::RequestValidation;
 use prost_protovalidate::{Error as EngineError, Validator};
 use prost_reflect::{DescriptorPool, DynamicMessage};
-use std::collections::HashMap;
 use std::sync::Arc;
 use tonic_blueprint_core::{MethodCounters, MethodPolicy, MethodRegistry, names};
 use tower_layer::Layer;
@@ -45,7 +44,7 @@ impl BuildError {
 
 #[derive(Clone)]
 pub(crate) struct Shared {
-    pub(crate) methods: HashMap<String, Arc<MethodRules>>,
+    pub(crate) methods: tonic_blueprint_core::PathMap<Arc<MethodRules>>,
     pub(crate) validator: Arc<Validator>,
     pub(crate) max_message_bytes: usize,
     pub(crate) metadata: MethodPolicy<Arc<[MetadataRule]>>,
@@ -103,7 +102,7 @@ impl RequestValidationLayer {
             }
         }
         let validator = Arc::new(Validator::new());
-        let mut methods = HashMap::new();
+        let mut methods = tonic_blueprint_core::PathMap::default();
         for service in pool.services() {
             for method in service.methods() {
                 let input = method.input();
@@ -121,7 +120,7 @@ impl RequestValidationLayer {
                     ));
                 }
                 methods.insert(
-                    format!("/{}/{}", service.full_name(), method.name()),
+                    format!("/{}/{}", service.full_name(), method.name()).into_boxed_str(),
                     Arc::new(MethodRules {
                         input,
                         client_streaming: method.is_client_streaming(),
@@ -154,7 +153,7 @@ impl RequestValidationLayer {
         let shared = Arc::make_mut(&mut self.shared);
         let rules = shared
             .methods
-            .get_mut(&path)
+            .get_mut(path.as_str())
             .ok_or_else(|| BuildError::one(format!("no method {method:?} in the descriptors")))?;
         Arc::make_mut(rules).custom.push(Arc::new(rule));
         Ok(self)
