@@ -17,6 +17,7 @@
 //! | [`error_status`] | [`ErrorStatusLayer`]: errors of inner tower layers (timeout, load shed, your own) answered as gRPC statuses |
 //! | [`deadline`] | the `grpc-timeout` parser and the [`Deadline`] request extension |
 //! | [`frame`] | the bounded reader of a unary request's length-prefixed message frames |
+//! | [`method_table`] | [`MethodTable`]: one value per method (metric handles, counters), built once, unknown and excess paths folded into one |
 //! | [`counters`] | [`MethodCounters`]: a layer's shared-family counters, registered once per method, unknown paths folded |
 //! | [`names`] | the names of the counters every layer feeds through the `metrics` facade |
 //! | [`registry`] | [`MethodRegistry`]: each method's kind and `NO_SIDE_EFFECTS` marking, from the descriptors |
@@ -64,6 +65,7 @@ pub mod events;
 pub mod frame;
 pub mod headers;
 pub mod identity;
+pub mod method_table;
 pub mod names;
 pub mod observer;
 pub mod outcome;
@@ -84,6 +86,7 @@ pub use frame::{
     CountedBody, FrameError, MessageCounter, RequestEvents, UnaryRequest, read_unary_request,
 };
 pub use identity::{PathMap, RpcIdentity, RpcKind};
+pub use method_table::MethodTable;
 pub use observer::{CallEnd, CallHook, CallObserver, Fanout, Watch, watch};
 pub use outcome::{ObservedBody, OnOutcome, Outcome, OutcomeSource, observe};
 pub use policy::{MethodKey, MethodPolicy, PolicyKey};

@@ -4,9 +4,10 @@ use crate::names::{
     HANDLED, HANDLING_SECONDS, IN_FLIGHT, LABEL_CODE, LABEL_TYPE, MSG_RECEIVED, MSG_SENT, STARTED,
 };
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use tonic::Code;
-use tonic_blueprint_core::PathMap;
+use tonic_blueprint_core::MethodTable;
+use tonic_blueprint_core::identity::UNKNOWN;
 use tonic_blueprint_core::names::{LABEL_METHOD, LABEL_SERVICE};
 use tonic_blueprint_core::{MethodRegistry, RpcIdentity, RpcKind, code_label};
 
@@ -101,84 +102,26 @@ impl MethodMetrics {
     }
 }
 
-/// The handles of every method.
-pub(crate) struct Table {
-    known: PathMap<Arc<MethodMetrics>>,
-    unknown: Arc<MethodMetrics>,
-    /// Without descriptors: methods labelled as they are first seen, up to a bound.
-    learned: Option<RwLock<PathMap<Arc<MethodMetrics>>>>,
-    max_methods: usize,
-    sink: Sink,
-}
+/// The handles of every method: a [`MethodTable`] whose known methods are built up front with
+/// every series at zero.
+pub(crate) struct Table(MethodTable<MethodMetrics>);
 
 impl Table {
     pub(crate) fn new(sink: Sink, registry: Option<&MethodRegistry>, max_methods: usize) -> Self {
-        let unknown = Arc::new(MethodMetrics::new(
-            sink.clone(),
-            RpcKind::Unknown,
-            tonic_blueprint_core::identity::UNKNOWN,
-            tonic_blueprint_core::identity::UNKNOWN,
-            false,
-        ));
-        let known = registry
-            .map(|registry| {
-                registry
-                    .iter()
-                    .filter_map(|(path, info)| {
-                        let id = RpcIdentity::parse(path)?;
-                        let metrics = MethodMetrics::new(
-                            sink.clone(),
-                            info.kind,
-                            id.service(),
-                            id.method(),
-                            true,
-                        );
-                        Some((Box::from(path), Arc::new(metrics)))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Self {
-            known,
-            unknown,
-            learned: registry.is_none().then(|| RwLock::new(PathMap::default())),
+        // Only the methods of the registry start at zero; learned ones and `unknown` appear
+        // as they are called.
+        let zero = registry.is_some();
+        Self(MethodTable::eager(
+            registry,
             max_methods,
-            sink,
-        }
+            move |service, method, kind| {
+                let unknown = kind == RpcKind::Unknown && service == UNKNOWN && method == UNKNOWN;
+                MethodMetrics::new(sink.clone(), kind, service, method, zero && !unknown)
+            },
+        ))
     }
 
     pub(crate) fn get(&self, id: &RpcIdentity) -> Arc<MethodMetrics> {
-        if let Some(m) = self.known.get(id.path()) {
-            return m.clone();
-        }
-        let Some(learned) = &self.learned else {
-            return self.unknown.clone();
-        };
-        if id.is_unknown() {
-            return self.unknown.clone();
-        }
-        if let Ok(map) = learned.read()
-            && let Some(m) = map.get(id.path())
-        {
-            return m.clone();
-        }
-        let Ok(mut map) = learned.write() else {
-            return self.unknown.clone();
-        };
-        if let Some(m) = map.get(id.path()) {
-            return m.clone();
-        }
-        if map.len() >= self.max_methods {
-            return self.unknown.clone();
-        }
-        let metrics = Arc::new(MethodMetrics::new(
-            self.sink.clone(),
-            RpcKind::Unknown,
-            id.service(),
-            id.method(),
-            false,
-        ));
-        map.insert(id.path().into(), metrics.clone());
-        metrics
+        self.0.get(id)
     }
 }

@@ -1,11 +1,21 @@
 //! What the client receives for a panic.
 
+use std::sync::LazyLock;
 use tonic::Status;
-use tonic_blueprint_core::RpcIdentity;
 use tonic_blueprint_core::catalogue::{self, Lang, Text};
+use tonic_blueprint_core::{MethodCounters, RpcIdentity, names};
 
 /// The message of the default INTERNAL status. Fixed and generic on purpose.
 pub const INTERNAL_MESSAGE: &str = tonic_blueprint_core::catalogue::INTERNAL_EN;
+
+/// `grpc_server_panics_recovered_total` by method: registered once per method (not per
+/// panic), the first [`MAX_METHODS`](tonic_blueprint_core::counters::MAX_METHODS) methods
+/// labelled, every other path folded into `unknown`.
+///
+/// One table for the process, registered with the global recorder on first use: the response
+/// future and body that recover a panic do not hold the layer's state.
+static PANICS_RECOVERED: LazyLock<MethodCounters> =
+    LazyLock::new(|| MethodCounters::new(&[names::PANICS_RECOVERED], None));
 
 /// Where the panic happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,15 +105,7 @@ pub(crate) fn recover<H: StatusForPanic>(
         panic.phase = phase.as_str(),
         "panic recovered, answering INTERNAL"
     );
-    {
-        use tonic_blueprint_core::names;
-        metrics::counter!(
-            names::PANICS_RECOVERED,
-            names::LABEL_SERVICE => rpc.service().to_owned(),
-            names::LABEL_METHOD => rpc.method().to_owned(),
-        )
-        .increment(1);
-    }
+    PANICS_RECOVERED.increment(rpc, 0);
     let panic = RecoveredPanic {
         rpc,
         message: &caught.message,

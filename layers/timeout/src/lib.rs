@@ -126,17 +126,25 @@ pub use tonic_blueprint_core::MethodKey;
 /// for another language gets it in a `google.rpc.LocalizedMessage` detail.
 pub const DEADLINE_EXCEEDED_MESSAGE: &str = tonic_blueprint_core::catalogue::DEADLINE_EXCEEDED_EN;
 
+/// `grpc_server_deadline_exceeded_total` by method: registered once per method (not per
+/// expiry), the first [`MAX_METHODS`](tonic_blueprint_core::counters::MAX_METHODS) methods
+/// labelled, every other path folded into `unknown`.
+///
+/// One table for the process, registered with the global recorder on first use: the response
+/// future and body that count an expiry do not hold the layer's state.
+static DEADLINES_EXCEEDED: std::sync::LazyLock<tonic_blueprint_core::MethodCounters> =
+    std::sync::LazyLock::new(|| {
+        tonic_blueprint_core::MethodCounters::new(
+            &[tonic_blueprint_core::names::DEADLINES_EXCEEDED],
+            None,
+        )
+    });
+
 fn deadline_exceeded(
     id: &tonic_blueprint_core::RpcIdentity,
     lang: tonic_blueprint_core::catalogue::Lang,
 ) -> tonic::Status {
-    use tonic_blueprint_core::names;
-    metrics::counter!(
-        names::DEADLINES_EXCEEDED,
-        names::LABEL_SERVICE => id.service().to_owned(),
-        names::LABEL_METHOD => id.method().to_owned(),
-    )
-    .increment(1);
+    DEADLINES_EXCEEDED.increment(id, 0);
     tonic_blueprint_core::catalogue::status(
         tonic::Code::DeadlineExceeded,
         tonic_blueprint_core::catalogue::Text::DeadlineExceeded,
