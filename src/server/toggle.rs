@@ -51,9 +51,9 @@ where
             Self::On(a) => ToggleFuture::On {
                 future: a.call(request),
             },
-            // `Body::new` does not box a body that is already tonic's.
+            // A body that already is tonic's passes as it is.
             Self::Off(s) => ToggleFuture::Off {
-                future: s.call(request.map(tonic::body::Body::new)),
+                future: s.call(request.map(tonic_blueprint_core::tonic_body)),
             },
         }
     }

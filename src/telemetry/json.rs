@@ -373,6 +373,7 @@ fn push_str_value(out: &mut String, value: &str) {
 /// Whether `s` holds a byte a JSON string must escape, eight bytes at a time: most strings
 /// are short keys and values that need no escaping, and a byte-wise scan cost more than the
 /// rest of the line (about forty strings a call).
+#[inline]
 fn needs_escaping(s: &str) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
@@ -407,12 +408,20 @@ fn needs_escaping(s: &str) -> bool {
             .is_none_or(special)
 }
 
-/// `s` as the inside of a JSON string.
+/// `s` as the inside of a JSON string. The check inlines at each of the forty-odd strings a
+/// call writes; the escaping itself, almost never needed, stays out of line.
+#[inline]
 fn push_escaped(out: &mut String, s: &str) {
-    if !needs_escaping(s) {
+    if needs_escaping(s) {
+        push_escaped_slow(out, s);
+    } else {
         out.push_str(s);
-        return;
     }
+}
+
+#[cold]
+#[inline(never)]
+fn push_escaped_slow(out: &mut String, s: &str) {
     let mut clean = 0;
     for (i, byte) in s.bytes().enumerate() {
         let escape = match byte {

@@ -123,7 +123,7 @@ where
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
         let id = RpcIdentity::get_or_insert(&mut request);
         let Some(ttl) = self.shared.ttl(&id) else {
-            let request = request.map(tonic::body::Body::new);
+            let request = request.map(tonic_blueprint_core::tonic_body);
             return ResponseFuture {
                 state: State::Passthrough {
                     future: self.inner.call(request),

@@ -22,6 +22,7 @@
 //! | [`names`] | the names of the counters every layer feeds through the `metrics` facade |
 //! | [`registry`] | [`MethodRegistry`]: each method's kind and `NO_SIDE_EFFECTS` marking, from the descriptors |
 //! | [`request_id`] | [`RequestId`]: the id every log line of a call carries |
+//! | [`tonic_body`](mod@tonic_body) | [`tonic_body()`](fn@tonic_body): a request body passed on as tonic's without re-checking one that already is |
 //! | [`trace`] | W3C Trace Context: the strict `traceparent`/`tracestate`/`baggage` parsers, the [`TraceContext`] extension, samplers, the process's span recorder |
 //! | [`current`] | [`CurrentCall`]: the call being served (trace, request id, deadline, caller), for the calls and events it causes |
 //! | [`events`] | structured log events with fixed field names (gRPC request, database query, cache operation) |
@@ -74,6 +75,7 @@ pub mod refusable;
 pub mod registry;
 pub mod rejection;
 pub mod request_id;
+pub mod tonic_body;
 pub mod trace;
 
 pub use caller::{AuthMethod, INFRASTRUCTURE_SERVICES, Identity, is_infrastructure};
@@ -94,6 +96,7 @@ pub use refusable::RefusableBody;
 pub use registry::{MethodInfo, MethodRegistry};
 pub use rejection::{MAX_DETAILS_BYTES, MAX_MESSAGE_BYTES, cap_status, reject, status_trailers};
 pub use request_id::RequestId;
+pub use tonic_body::tonic_body;
 pub use trace::TraceContext;
 
 /// A boxed, thread-safe error, as tower and tonic use.

@@ -285,7 +285,7 @@ where
 {
     if let Some(observer) = request.extensions().get::<CallObserver>() {
         observer.attach(hook);
-        let request = request.map(tonic::body::Body::new);
+        let request = request.map(crate::tonic_body);
         return (request, Watch { owner: None });
     }
     let observer = CallObserver::new();

@@ -129,7 +129,11 @@ where
         let rules = self.shared.methods.get(id.path());
         let checks_messages = rules.is_some_and(|r| r.checks_messages());
         if metadata_rules.is_empty() && !checks_messages {
-            return direct(self.inner.call(request.map(tonic::body::Body::new)), None);
+            return direct(
+                self.inner
+                    .call(request.map(tonic_blueprint_core::tonic_body)),
+                None,
+            );
         }
         let lang = Lang::from_headers(request.headers());
         let mut violations = Violations::new(lang);
@@ -140,7 +144,11 @@ where
             if !violations.is_empty() {
                 return self.refuse(&id, violations.into_status());
             }
-            return direct(self.inner.call(request.map(tonic::body::Body::new)), None);
+            return direct(
+                self.inner
+                    .call(request.map(tonic_blueprint_core::tonic_body)),
+                None,
+            );
         };
         if rules.client_streaming {
             if !violations.is_empty() {
