@@ -26,18 +26,38 @@ impl RequestId {
     /// assert!(RequestId::accept(&"x".repeat(129).parse().unwrap()).is_none());
     /// ```
     pub fn accept(value: &HeaderValue) -> Option<Self> {
-        let bytes = value.as_bytes();
-        let printable = bytes.iter().all(|b| (0x21..=0x7e).contains(b));
-        (!bytes.is_empty() && bytes.len() <= MAX_LEN && printable).then(|| Self(value.clone()))
+        acceptable(value.as_bytes()).then(|| Self(value.clone()))
     }
 
     /// An id from a string the server generated (for example a UUID).
     ///
     /// Returns `None` when it is not an acceptable id.
     pub fn from_generated(id: &str) -> Option<Self> {
-        HeaderValue::from_str(id)
+        acceptable(id.as_bytes())
+            .then(|| HeaderValue::from_str(id).ok().map(Self))
+            .flatten()
+    }
+
+    /// An id the server generated, kept in `owner` (for example a `[u8; 36]` holding a UUID):
+    /// one allocation for the id and every copy of it (the request header, the extension, the
+    /// echoed response header), none to convert.
+    ///
+    /// ```
+    /// use tonic_blueprint_core::RequestId;
+    /// let id = RequestId::from_generated_owned(*b"0190b2c4-5d1e-7f00-8abc-0123456789ab").unwrap();
+    /// assert_eq!(id.as_str(), "0190b2c4-5d1e-7f00-8abc-0123456789ab");
+    /// assert!(RequestId::from_generated_owned(*b"with space").is_none());
+    /// ```
+    pub fn from_generated_owned<T>(owner: T) -> Option<Self>
+    where
+        T: AsRef<[u8]> + Send + 'static,
+    {
+        if !acceptable(owner.as_ref()) {
+            return None;
+        }
+        HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(owner))
             .ok()
-            .and_then(|v| Self::accept(&v))
+            .map(Self)
     }
 
     /// An id from a constant. The caller guarantees it is printable ASCII.
@@ -60,6 +80,16 @@ impl RequestId {
     pub fn header_value(&self) -> &HeaderValue {
         &self.0
     }
+}
+
+/// 1 to [`MAX_LEN`] printable ASCII characters. One pass without early exit (the compiler
+/// vectorizes it): almost every id is acceptable.
+fn acceptable(bytes: &[u8]) -> bool {
+    !bytes.is_empty()
+        && bytes.len() <= MAX_LEN
+        && bytes
+            .iter()
+            .fold(true, |ok, &b| ok & (0x21..=0x7e).contains(&b))
 }
 
 impl fmt::Display for RequestId {

@@ -17,8 +17,8 @@ pub(crate) struct LogRecord {
     pub(crate) id: RpcIdentity,
     pub(crate) kind: RpcKind,
     pub(crate) peer: Option<std::net::SocketAddr>,
-    /// `peer` as text, formatted once for the span and the line.
-    pub(crate) peer_text: PeerText,
+    /// `peer` as text, formatted once for the span and the line (when the span was on).
+    pub(crate) peer_text: Option<PeerText>,
     pub(crate) request_id: RequestId,
     pub(crate) started: Instant,
     pub(crate) done: bool,
@@ -44,8 +44,12 @@ impl LogRecord {
             return;
         }
         let level = self.levels.level(code);
+        if !tracing::level_enabled!(level) {
+            return self.record_span_if_sampled(code);
+        }
         let entered = self.span.enter();
-        let peer = self.peer_text.as_str();
+        let peer_text = self.peer_text.unwrap_or_else(|| PeerText::new(self.peer));
+        let peer = peer_text.as_str();
         grpc_request(
             level,
             &GrpcRequest {
@@ -61,6 +65,10 @@ impl LogRecord {
             },
         );
         drop(entered);
+        self.record_span_if_sampled(code);
+    }
+
+    fn record_span_if_sampled(&mut self, code: Code) {
         if let (Some(recorded), Some(call)) = (self.recorded.take(), &self.call) {
             self.record_span(&recorded, call, code);
         }

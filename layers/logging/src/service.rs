@@ -52,10 +52,10 @@ const MAX_SHOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3
 fn new_request_id() -> RequestId {
     // `NoContext`: no process-wide lock; ids stay unique through their random bits.
     let id = uuid::Uuid::new_v7(uuid::Timestamp::now(uuid::NoContext));
-    let mut buf = uuid::Uuid::encode_buffer();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    id.hyphenated().encode_lower(&mut text);
     // A hyphenated UUID is always an acceptable id; the fallback only keeps this panic-free.
-    RequestId::from_generated(id.hyphenated().encode_lower(&mut buf))
-        .unwrap_or(RequestId::from_static("unassigned"))
+    RequestId::from_generated_owned(text).unwrap_or_else(|| RequestId::from_static("unassigned"))
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for RequestLogging<S>
@@ -99,12 +99,7 @@ where
         };
         request.extensions_mut().insert(request_id.clone());
         let peer = tonic_blueprint_core::connection::peer_addr(request.extensions());
-        let peer_text = crate::record::PeerText::new(peer);
         let client = client_timeout(request.headers());
-        let deadline = client
-            .filter(|timeout| *timeout <= MAX_SHOWN_DEADLINE)
-            .and_then(|timeout| SystemTime::now().checked_add(timeout))
-            .map(humantime::format_rfc3339_millis);
 
         let call = self.config.trace_context.then(|| {
             let trace = TraceContext::incoming(request.headers());
@@ -114,25 +109,37 @@ where
             request.extensions_mut().insert(call.clone());
             call
         });
-        let ids = call.as_ref().map(|call| {
-            (
-                call.trace().trace_id().to_hex(),
-                call.trace().span_id().to_hex(),
-            )
-        });
 
-        let span = tracing::info_span!(
-            "grpc.request",
-            grpc.service = id.service(),
-            grpc.method = id.method(),
-            grpc.method_type = kind.as_str(),
-            peer.address = peer_text.as_str(),
-            request_id = request_id.as_str(),
-            grpc.request.deadline = deadline.as_ref().map(tracing::field::display),
-            trace_id = ids.as_ref().map(|(trace, _)| trace.as_str()),
-            span_id = ids.as_ref().map(|(_, span)| span.as_str()),
-            enduser.id = tracing::field::Empty,
-        );
+        // What only the span shows is worked out only when info is on at all (the span is
+        // disabled otherwise): a service logging at warn pays for none of it.
+        let (span, peer_text) = if tracing::level_enabled!(tracing::Level::INFO) {
+            let peer_text = crate::record::PeerText::new(peer);
+            let deadline = client
+                .filter(|timeout| *timeout <= MAX_SHOWN_DEADLINE)
+                .and_then(|timeout| SystemTime::now().checked_add(timeout))
+                .map(humantime::format_rfc3339_millis);
+            let ids = call.as_ref().map(|call| {
+                (
+                    call.trace().trace_id().to_hex(),
+                    call.trace().span_id().to_hex(),
+                )
+            });
+            let span = tracing::info_span!(
+                "grpc.request",
+                grpc.service = id.service(),
+                grpc.method = id.method(),
+                grpc.method_type = kind.as_str(),
+                peer.address = peer_text.as_str(),
+                request_id = request_id.as_str(),
+                grpc.request.deadline = deadline.as_ref().map(tracing::field::display),
+                trace_id = ids.as_ref().map(|(trace, _)| trace.as_str()),
+                span_id = ids.as_ref().map(|(_, span)| span.as_str()),
+                enduser.id = tracing::field::Empty,
+            );
+            (span, Some(peer_text))
+        } else {
+            (tracing::Span::none(), None)
+        };
         if tracing::enabled!(tracing::Level::DEBUG) {
             let metadata = Redacted {
                 headers: request.headers(),
