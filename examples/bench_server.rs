@@ -13,6 +13,9 @@
 //! - `without-<layer>`: the preset with one layer removed, `<layer>` a `PresetStack` field:
 //!   `logging`, `metrics`, `in_flight`, `panic_recovery`, `timeout`, `auth`, `rate_limit`,
 //!   `validation` (with the `validation` feature), `cache`.
+//! - `only-<layer>`: bare tonic (as `bare`) with that one layer, configured as the preset
+//!   configures it, added with `Server::builder().layer(...)`: what one layer costs a plain
+//!   tonic server.
 //!
 //! Everything else comes from the kit's variables (`GRPC_ADDR`, `METRICS_ADDR`, `LOG_LEVEL`,
 //! `LOG_FORMAT`, `LOG_DIR`, `RATE_LIMIT_PER_MINUTE`, `AUTH_JWT_SECRET`, ...). Logging is
@@ -52,6 +55,42 @@ fn remove(stack: &mut PresetStack, name: &str) -> bool {
     true
 }
 
+/// Serves `routes` on `listener` through tonic's `Server` builder `$builder`, with
+/// TCP_NODELAY as tonic's own `serve` sets it (and the kit does): a listener stream of plain
+/// sockets would leave Nagle on and batch small responses, flattering the baseline under
+/// pipelined load.
+macro_rules! serve_tonic {
+    ($builder:expr, $routes:expr, $listener:expr) => {
+        $builder
+            .add_routes($routes)
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from($listener).with_nodelay(Some(true)),
+                shutdown_signal(),
+            )
+            .await?
+    };
+}
+
+/// A preset layer the configuration left out.
+fn present<L>(layer: Option<L>, name: &str) -> Result<L, Box<dyn std::error::Error>> {
+    layer.ok_or_else(|| format!("the preset has no {name} layer in this configuration").into())
+}
+
+/// The bare server's listener, with the kit's Prometheus recorder installed and served on
+/// `METRICS_ADDR` as the kit does (nothing records into it per call in `bare`), so every
+/// variant has the same `/metrics`.
+async fn bare_listener(
+    config: &tonic_blueprint::config::BlueprintConfig,
+) -> Result<tokio::net::TcpListener, Box<dyn std::error::Error>> {
+    if let Some(addr) = config.metrics.socket_addr() {
+        let handle = tonic_blueprint::metrics::exporter::install()?;
+        tonic_blueprint::metrics::exporter::spawn_server(addr, handle).await?;
+    }
+    let listener = tokio::net::TcpListener::bind(config.server.grpc_addr).await?;
+    println!("listening on {}", listener.local_addr()?);
+    Ok(listener)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let variant = std::env::var("BENCH_VARIANT").unwrap_or_else(|_| "preset".to_owned());
@@ -63,22 +102,58 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     match variant.as_str() {
         "bare" => {
-            if let Some(addr) = config.metrics.socket_addr() {
-                let handle = tonic_blueprint::metrics::exporter::install()?;
-                tonic_blueprint::metrics::exporter::spawn_server(addr, handle).await?;
+            let listener = bare_listener(&config).await?;
+            serve_tonic!(tonic::transport::Server::builder(), routes, listener);
+        }
+        only if only.starts_with("only-") => {
+            let name = &only["only-".len()..];
+            let server = Server::new(config.clone()).descriptors(VALIDATED_DESCRIPTOR_SET);
+            let stack = server.preset_stack().await?;
+            let listener = bare_listener(&config).await?;
+            let builder = tonic::transport::Server::builder();
+            match name {
+                "logging" => serve_tonic!(
+                    builder.layer(present(stack.logging, name)?),
+                    routes,
+                    listener
+                ),
+                "metrics" => serve_tonic!(
+                    builder.layer(present(stack.metrics, name)?),
+                    routes,
+                    listener
+                ),
+                "in_flight" => serve_tonic!(
+                    builder.layer(present(stack.in_flight, name)?),
+                    routes,
+                    listener
+                ),
+                "panic_recovery" => serve_tonic!(
+                    builder.layer(present(stack.panic_recovery, name)?),
+                    routes,
+                    listener
+                ),
+                "timeout" => serve_tonic!(
+                    builder.layer(present(stack.timeout, name)?),
+                    routes,
+                    listener
+                ),
+                "auth" => serve_tonic!(builder.layer(present(stack.auth, name)?), routes, listener),
+                "rate_limit" => serve_tonic!(
+                    builder.layer(present(stack.rate_limit, name)?),
+                    routes,
+                    listener
+                ),
+                #[cfg(feature = "validation")]
+                "validation" => serve_tonic!(
+                    builder.layer(present(stack.validation, name)?),
+                    routes,
+                    listener
+                ),
+                "cache" => {
+                    serve_tonic!(builder.layer(present(stack.cache, name)?), routes, listener)
+                }
+                other => return Err(format!("no layer named {other:?} in this build").into()),
             }
-            let listener = tokio::net::TcpListener::bind(config.server.grpc_addr).await?;
-            println!("listening on {}", listener.local_addr()?);
-            // TCP_NODELAY as tonic's own `serve` sets it (and the kit does): a listener
-            // stream of plain sockets would leave Nagle on and batch small responses,
-            // flattering the baseline under pipelined load.
-            tonic::transport::Server::builder()
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                    shutdown_signal(),
-                )
-                .await?;
         }
         variant => {
             let server = Server::new(config).descriptors(VALIDATED_DESCRIPTOR_SET);

@@ -12,9 +12,12 @@
 #   HS256 bearer token on every request, plus a without-auth row) GO (1; 0 = no Go rows)
 #   SERVER_CPU (0) LOAD_CPU (1) PORT (50181) METRICS_PORT (50184) OUTDIR (/tmp/bench-e2e)
 #   NO_BUILD (0; 1 = use the release binary already built) GO_PEER_DIR GO_PEER_BIN
+#   ONLY (1; 0 = no only-<layer> rows)
 #
 # Variants: bare (plain tonic), empty (the kit's server, empty stack), preset (info JSON logs
 # to a file), preset-warn (LOG_LEVEL=warn), without-<layer> (the preset minus one layer),
+# only-<layer> (bare tonic plus that one layer, `Server::builder().layer(..)`; ONLY=0 leaves
+# these rows out),
 # go-bare and go-chain (../shared/peers/go-blueprint, when its binary is there or can be built).
 # A kit variant with `-tls` appended (empty-tls, preset-warn-tls, ...) serves over TLS 1.3
 # (TLS_CERT_FILE/TLS_KEY_FILE: an ECDSA P-256 certificate made here with openssl) and h2load
@@ -86,6 +89,9 @@ if [ -z "${VARIANTS:-}" ]; then
   layers="$layers cache"
   VARIANTS="bare empty preset preset-warn"
   for layer in $layers; do VARIANTS="$VARIANTS without-$layer"; done
+  if [ "${ONLY:-1}" = 1 ]; then
+    for layer in $layers; do VARIANTS="$VARIANTS only-$layer"; done
+  fi
   [ "$go_rows" = 1 ] && VARIANTS="$VARIANTS go-bare go-chain"
 fi
 read -r -a VARIANT_LIST <<< "$VARIANTS"
