@@ -233,4 +233,38 @@ mod tests {
             "plazo excedido"
         );
     }
+
+    /// The language of an answered error comes from the request's headers, a repeated
+    /// header included.
+    #[tokio::test]
+    async fn an_answered_error_speaks_the_callers_language() {
+        use tower::{ServiceExt, service_fn};
+        let failing = service_fn(|_: http::Request<()>| async {
+            Err::<http::Response<http_body_util::Empty<bytes::Bytes>>, BoxError>(
+                tower::timeout::error::Elapsed::new().into(),
+            )
+        });
+        let service = ErrorStatusLayer::new().layer(failing);
+        for headers in [
+            &[("grpc-accept-language", "es")][..],
+            &[("accept-language", "fr"), ("accept-language", "es;q=0.5")][..],
+            &[][..],
+        ] {
+            let mut request = http::Request::new(());
+            for (name, value) in headers {
+                request
+                    .headers_mut()
+                    .append(*name, http::HeaderValue::from_static(value));
+            }
+            let response = service.clone().oneshot(request).await.expect("answered");
+            let status = Status::from_header_map(response.headers()).expect("trailers-only");
+            assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+            let localized = tonic_types::StatusExt::get_details_localized_message(&status);
+            if headers.is_empty() {
+                assert!(localized.is_none(), "English needs no LocalizedMessage");
+            } else {
+                assert_eq!(localized.expect("Spanish").message, "plazo excedido");
+            }
+        }
+    }
 }

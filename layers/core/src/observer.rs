@@ -80,43 +80,64 @@ pub trait CallHook: Send + 'static {
 /// The bit of [`Shared::received`] that says the request stream failed.
 const REQUEST_FAILED: u64 = 1 << 63;
 
-/// Hooks of one call. Two fit without another allocation (logging and metrics).
-type Hooks = smallvec::SmallVec<[Box<dyn CallHook>; 2]>;
+/// The hooks of the layers that joined the call. Two fit without another allocation.
+type Guests = smallvec::SmallVec<[Box<dyn CallHook>; 2]>;
 
-struct Shared {
+/// The owner's hook, kept inline in the call's shared state (no allocation of its own).
+trait OwnerSlot: Send {
+    fn hook(&mut self) -> Option<&mut dyn CallHook>;
+}
+
+impl<H: CallHook> OwnerSlot for Option<H> {
+    fn hook(&mut self) -> Option<&mut dyn CallHook> {
+        self.as_mut().map(|hook| hook as &mut dyn CallHook)
+    }
+}
+
+struct Hooks<O: ?Sized> {
+    ended: bool,
+    guests: Guests,
+    /// Last: the owner's hook, whatever its type.
+    owner: O,
+}
+
+/// One allocation per call: the counts, the guests' hooks and the owner's hook.
+struct Shared<O: ?Sized> {
     /// Request messages received, and [`REQUEST_FAILED`].
     received: AtomicU64,
-    /// `None` once the call ended.
-    hooks: Mutex<Option<Hooks>>,
+    hooks: Mutex<Hooks<O>>,
 }
 
 /// The observer of one call, in its request extensions; see the [module docs](self).
 #[derive(Clone)]
 pub struct CallObserver {
-    shared: Arc<Shared>,
+    shared: Arc<Shared<dyn OwnerSlot>>,
 }
 
 impl std::fmt::Debug for CallObserver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CallObserver")
             .field("messages_received", &self.messages_received())
-            .field("ended", &self.lock().is_none())
+            .field("ended", &self.lock().ended)
             .finish()
     }
 }
 
 impl CallObserver {
-    fn new() -> Self {
-        Self {
-            shared: Arc::new(Shared {
-                received: AtomicU64::new(0),
-                hooks: Mutex::new(Some(Hooks::new())),
+    fn new(owner: impl CallHook) -> Self {
+        let shared: Arc<Shared<dyn OwnerSlot>> = Arc::new(Shared {
+            received: AtomicU64::new(0),
+            hooks: Mutex::new(Hooks {
+                ended: false,
+                guests: Guests::new(),
+                owner: Some(owner),
             }),
-        }
+        });
+        Self { shared }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<Hooks>> {
-        // A hook that panicked leaves the list as it was: still usable.
+    fn lock(&self) -> MutexGuard<'_, Hooks<dyn OwnerSlot>> {
+        // A hook that panicked leaves the hooks as they were: still usable.
         self.shared
             .hooks
             .lock()
@@ -125,20 +146,19 @@ impl CallObserver {
 
     /// Attaches `hook`; a call that already ended reports its end to it at once.
     pub fn attach(&self, hook: impl CallHook) {
-        let mut hook: Box<dyn CallHook> = Box::new(hook);
         let mut hooks = self.lock();
-        match hooks.as_mut() {
-            Some(list) => list.push(hook),
-            None => {
-                drop(hooks);
-                hook.on_end(&CallEnd {
-                    code: Code::Cancelled,
-                    source: OutcomeSource::Dropped,
-                    messages_received: self.messages_received(),
-                    messages_sent: 0,
-                });
-            }
+        if !hooks.ended {
+            hooks.guests.push(Box::new(hook));
+            return;
         }
+        drop(hooks);
+        let mut hook = hook;
+        hook.on_end(&CallEnd {
+            code: Code::Cancelled,
+            source: OutcomeSource::Dropped,
+            messages_received: self.messages_received(),
+            messages_sent: 0,
+        });
     }
 
     /// Complete request messages received so far.
@@ -152,18 +172,25 @@ impl CallObserver {
     }
 
     fn each(&self, f: impl Fn(&mut dyn CallHook)) {
-        if let Some(hooks) = self.lock().as_mut() {
-            for hook in hooks.iter_mut() {
-                f(hook.as_mut());
-            }
+        let mut hooks = self.lock();
+        if hooks.ended {
+            return;
+        }
+        if let Some(owner) = hooks.owner.hook() {
+            f(owner);
+        }
+        for hook in hooks.guests.iter_mut() {
+            f(hook.as_mut());
         }
     }
 
-    /// Ends the call: every hook learns `outcome`, once; later ends do nothing.
+    /// Ends the call: every hook learns `outcome`, once, the owner's first; later ends do
+    /// nothing. Hooks must not call back into the observer.
     fn end(&self, outcome: Outcome) {
-        let Some(mut hooks) = self.lock().take() else {
+        let mut hooks = self.lock();
+        if std::mem::replace(&mut hooks.ended, true) {
             return;
-        };
+        }
         let code = if self.request_failed() {
             Code::Cancelled
         } else {
@@ -175,7 +202,12 @@ impl CallObserver {
             messages_received: self.messages_received(),
             messages_sent: outcome.messages_sent,
         };
-        for hook in hooks.iter_mut() {
+        if let Some(owner) = hooks.owner.hook() {
+            owner.on_end(&end);
+        }
+        let mut guests = std::mem::take(&mut hooks.guests);
+        drop(hooks);
+        for hook in guests.iter_mut() {
             hook.on_end(&end);
         }
     }
@@ -288,8 +320,7 @@ where
         let request = request.map(crate::tonic_body);
         return (request, Watch { owner: None });
     }
-    let observer = CallObserver::new();
-    observer.attach(hook);
+    let observer = CallObserver::new(hook);
     request.extensions_mut().insert(observer.clone());
     let side = RequestSide(observer.clone());
     let request = request.map(|body| tonic::body::Body::new(CountedBody::new(body, side)));
