@@ -9,15 +9,13 @@
 //!
 //! Why not that formatter (or json-subscriber's): both collect the event's fields into a
 //! `serde_json` map, and tracing-subscriber's also re-parses the current span's stored fields,
-//! for every line. In the preset stack the one line per call cost about 3.7 µs that way,
-//! a fifth of the whole stack's cost in process. This writes each field straight to the
-//! line and splices the span's fields, written once when the span was created.
+//! for every line. This writes each field straight to the line and splices the span's fields,
+//! written once when the span was created.
 //!
-//! Why a `Layer` of its own rather than `fmt::Layer` with custom formatters (which this was
-//! until 2026-11-26): `fmt::Layer` writes through `&mut dyn fmt::Write`, one dynamic call per
-//! piece (about ninety a call in the preset stack), and grows each span's field string from
-//! empty. Writing into a plain `String` cut the logging layer's instructions per call in the
-//! preset bench by a fifth.
+//! Why a `Layer` of its own rather than `fmt::Layer` with custom formatters: `fmt::Layer`
+//! writes through `&mut dyn fmt::Write`, one dynamic call per piece (about ninety a call in the
+//! preset stack), and grows each span's field string from empty; this writes into a plain
+//! `String` (BENCHMARKS.md has what each costs).
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};

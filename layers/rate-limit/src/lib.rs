@@ -91,10 +91,10 @@
 //! bounds the distinct keys each replica writes to Redis the same way; Redis keys expire with
 //! their window.
 //!
-//! Measured resident memory for one million distinct keys (`cargo bench --bench rate_limit`,
-//! 2026-11-25): GCRA about 40 bytes a key (36 to 42 MiB, the same as governor's keyed
-//! limiter), strict about 155 bytes a key (145 to 150 MiB; eleven sub-window counters each).
-//! At the default capacity that bounds one entry at about 4 MiB (GCRA) or 16 MiB (strict).
+//! Memory per distinct key: GCRA keeps one timestamp, strict eleven sub-window counters, so
+//! a strict entry takes several times a GCRA one; `cargo bench --bench rate_limit` measures
+//! the resident memory for one million keys (figures in BENCHMARKS.md). The capacity bounds
+//! what one quota entry can hold.
 
 mod body;
 mod decision;
