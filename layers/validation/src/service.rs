@@ -44,46 +44,45 @@ impl<S> RequestValidation<S> {
     tonic_blueprint_core::inner_accessors!();
 }
 
-type Boxed<B> =
-    Pin<Box<dyn Future<Output = Result<http::Response<ValidationBody<B>>, BoxError>> + Send>>;
+type Boxed<B, E> =
+    Pin<Box<dyn Future<Output = Result<http::Response<ValidationBody<B>>, E>> + Send>>;
 
 pin_project! {
-    /// Response future of [`RequestValidation`].
-    pub struct ResponseFuture<F, B> {
+    /// Response future of [`RequestValidation`]: the inner service's error type is kept.
+    pub struct ResponseFuture<F, B, E> {
         #[pin]
-        state: State<F, B>,
+        state: State<F, B, E>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, B> {
+    enum State<F, B, E> {
         // Nothing to check, or a client stream checked as it flows.
         Direct { #[pin] future: F, verdict: Option<Verdict> },
         // Refused before the handler.
         Refused { response: Option<http::Response<ValidationBody<B>>> },
         // A unary message read and checked first.
-        Checked { future: Boxed<B> },
+        Checked { future: Boxed<B, E> },
     }
 }
 
-impl<F, B> std::fmt::Debug for ResponseFuture<F, B> {
+impl<F, B, E> std::fmt::Debug for ResponseFuture<F, B, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B>
+impl<F, B, E> Future for ResponseFuture<F, B, E>
 where
     F: Future<Output = Result<http::Response<B>, E>>,
-    E: Into<BoxError>,
 {
-    type Output = Result<http::Response<ValidationBody<B>>, BoxError>;
+    type Output = Result<http::Response<ValidationBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Direct { future, verdict } => {
-                let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                let response = ready!(future.poll(cx))?;
                 Poll::Ready(Ok(match verdict.take() {
                     // A refused message before the handler answered: answer the refusal.
                     Some(v) if v.get().is_some() => reject(
@@ -110,17 +109,17 @@ where
         + Send
         + 'static,
     S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
+    S::Error: Send + 'static,
     ReqBody: http_body::Body<Data = Bytes> + Send + 'static,
     ReqBody::Error: Into<BoxError>,
     ResBody: Send + 'static,
 {
     type Response = http::Response<ValidationBody<ResBody>>;
-    type Error = BoxError;
-    type Future = ResponseFuture<S::Future, ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
@@ -202,7 +201,7 @@ where
             }
             let request =
                 http::Request::from_parts(parts, tonic::body::Body::new(unary.into_body()));
-            let response = inner.call(request).await.map_err(Into::into)?;
+            let response = inner.call(request).await?;
             Ok(response.map(ValidationBody::inner))
         };
         ResponseFuture {
@@ -213,14 +212,14 @@ where
     }
 }
 
-fn direct<F, B>(future: F, verdict: Option<Verdict>) -> ResponseFuture<F, B> {
+fn direct<F, B, E>(future: F, verdict: Option<Verdict>) -> ResponseFuture<F, B, E> {
     ResponseFuture {
         state: State::Direct { future, verdict },
     }
 }
 
 impl<S> RequestValidation<S> {
-    fn refuse<F, B>(&self, id: &RpcIdentity, status: tonic::Status) -> ResponseFuture<F, B> {
+    fn refuse<F, B, E>(&self, id: &RpcIdentity, status: tonic::Status) -> ResponseFuture<F, B, E> {
         self.shared.counters.increment(id, 0);
         ResponseFuture {
             state: State::Refused {
