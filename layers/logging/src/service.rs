@@ -129,7 +129,8 @@ where
                 grpc.service = id.service(),
                 grpc.method = id.method(),
                 grpc.method_type = kind.as_str(),
-                peer.address = peer_text.as_str(),
+                // As text, unquoted in the human-readable format (as a socket address shows).
+                peer.address = peer_text.as_str().map(tracing::field::display),
                 request_id = request_id.as_str(),
                 grpc.request.deadline = deadline.as_ref().map(tracing::field::display),
                 trace_id = ids.as_ref().map(|(trace, _)| trace.as_str()),
