@@ -172,9 +172,10 @@ impl Database {
                 // The server stops the statement at the deadline too, so an abandoned
                 // statement does not hold its connection and the database's time.
                 let server_timeout = deadline.map(Deadline::remaining);
-                bounded(
+                bounded_with_grace(
                     operation,
                     deadline,
+                    SERVER_CANCEL_GRACE,
                     run_postgres(pool, query, fetch, server_timeout),
                 )
                 .await
@@ -213,10 +214,29 @@ impl Database {
     }
 }
 
+/// How long past the deadline a PostgreSQL statement is given for the server's own
+/// `statement_timeout` to stop it. The server's cancel leaves the connection clean (the error
+/// comes back, the transaction rolls back, the connection returns to the pool at once);
+/// abandoning the statement mid-flight on the client's timer instead leaves the connection to
+/// drain a statement in flight, and with several statements running the pool's next caller
+/// was seen waiting out its whole acquire timeout for it.
+const SERVER_CANCEL_GRACE: Duration = Duration::from_millis(250);
+
 /// `work` bounded by `deadline`, its sqlx error named after `operation`.
 async fn bounded<T>(
     operation: &str,
     deadline: Option<&Deadline>,
+    work: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, DbError> {
+    bounded_with_grace(operation, deadline, Duration::ZERO, work).await
+}
+
+/// [`bounded`], the client's timer firing `grace` after the deadline (the server stops the
+/// statement at the deadline itself; its error is DEADLINE_EXCEEDED too).
+async fn bounded_with_grace<T>(
+    operation: &str,
+    deadline: Option<&Deadline>,
+    grace: Duration,
     work: impl Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, DbError> {
     let expired = || DbError::DeadlineExceeded {
@@ -225,10 +245,13 @@ async fn bounded<T>(
     let result = match deadline {
         None => work.await,
         Some(d) if d.is_expired() => return Err(expired()),
-        Some(d) => match tokio::time::timeout_at(d.expires_at(), work).await {
-            Ok(result) => result,
-            Err(_) => return Err(expired()),
-        },
+        Some(d) => {
+            let until = d.expires_at().checked_add(grace).unwrap_or(d.expires_at());
+            match tokio::time::timeout_at(until, work).await {
+                Ok(result) => result,
+                Err(_) => return Err(expired()),
+            }
+        }
     };
     result.map_err(|source| DbError::query(operation, source))
 }
