@@ -36,23 +36,52 @@ use tonic_blueprint::config::Loader;
 use tonic_blueprint::server::{PresetStack, Server, init_logging, shutdown_signal};
 use tonic_blueprint_testkit::{TestService, VALIDATED_DESCRIPTOR_SET, ValidatedTestService};
 
-/// Removes the layer `name` (a `PresetStack` field name) from `stack`; false when there is
-/// no such layer in this build.
-fn remove(stack: &mut PresetStack, name: &str) -> bool {
-    match name {
-        "logging" => stack.logging = None,
-        "metrics" => stack.metrics = None,
-        "in_flight" => stack.in_flight = None,
-        "panic_recovery" => stack.panic_recovery = None,
-        "timeout" => stack.timeout = None,
-        "auth" => stack.auth = None,
-        "rate_limit" => stack.rate_limit = None,
-        #[cfg(feature = "validation")]
-        "validation" => stack.validation = None,
-        "cache" => stack.cache = None,
-        _ => return false,
-    }
-    true
+/// Runs `$body` with `$layer` bound to the `PresetStack` field named `$name` (`&mut
+/// Option<..>`), or `$missing` when this build has no such layer: the one list of the
+/// preset's layer names, for the `without-` and `only-` variants.
+macro_rules! with_layer {
+    ($stack:expr, $name:expr, |$layer:ident| $body:expr, $missing:expr) => {
+        match $name {
+            "logging" => {
+                let $layer = &mut $stack.logging;
+                $body
+            }
+            "metrics" => {
+                let $layer = &mut $stack.metrics;
+                $body
+            }
+            "in_flight" => {
+                let $layer = &mut $stack.in_flight;
+                $body
+            }
+            "panic_recovery" => {
+                let $layer = &mut $stack.panic_recovery;
+                $body
+            }
+            "timeout" => {
+                let $layer = &mut $stack.timeout;
+                $body
+            }
+            "auth" => {
+                let $layer = &mut $stack.auth;
+                $body
+            }
+            "rate_limit" => {
+                let $layer = &mut $stack.rate_limit;
+                $body
+            }
+            #[cfg(feature = "validation")]
+            "validation" => {
+                let $layer = &mut $stack.validation;
+                $body
+            }
+            "cache" => {
+                let $layer = &mut $stack.cache;
+                $body
+            }
+            _ => $missing,
+        }
+    };
 }
 
 /// Serves `routes` on `listener` through tonic's `Server` builder `$builder`, with
@@ -108,52 +137,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         only if only.starts_with("only-") => {
             let name = &only["only-".len()..];
             let server = Server::new(config.clone()).descriptors(VALIDATED_DESCRIPTOR_SET);
-            let stack = server.preset_stack().await?;
+            let mut stack = server.preset_stack().await?;
             let listener = bare_listener(&config).await?;
             let builder = tonic::transport::Server::builder();
-            match name {
-                "logging" => serve_tonic!(
-                    builder.layer(present(stack.logging, name)?),
+            with_layer!(
+                stack,
+                name,
+                |layer| serve_tonic!(
+                    builder.layer(present(layer.take(), name)?),
                     routes,
                     listener
                 ),
-                "metrics" => serve_tonic!(
-                    builder.layer(present(stack.metrics, name)?),
-                    routes,
-                    listener
-                ),
-                "in_flight" => serve_tonic!(
-                    builder.layer(present(stack.in_flight, name)?),
-                    routes,
-                    listener
-                ),
-                "panic_recovery" => serve_tonic!(
-                    builder.layer(present(stack.panic_recovery, name)?),
-                    routes,
-                    listener
-                ),
-                "timeout" => serve_tonic!(
-                    builder.layer(present(stack.timeout, name)?),
-                    routes,
-                    listener
-                ),
-                "auth" => serve_tonic!(builder.layer(present(stack.auth, name)?), routes, listener),
-                "rate_limit" => serve_tonic!(
-                    builder.layer(present(stack.rate_limit, name)?),
-                    routes,
-                    listener
-                ),
-                #[cfg(feature = "validation")]
-                "validation" => serve_tonic!(
-                    builder.layer(present(stack.validation, name)?),
-                    routes,
-                    listener
-                ),
-                "cache" => {
-                    serve_tonic!(builder.layer(present(stack.cache, name)?), routes, listener)
-                }
-                other => return Err(format!("no layer named {other:?} in this build").into()),
-            }
+                return Err(format!("no layer named {name:?} in this build").into())
+            );
         }
         variant => {
             let server = Server::new(config).descriptors(VALIDATED_DESCRIPTOR_SET);
@@ -165,9 +161,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         return Err(format!("unknown BENCH_VARIANT {other:?}").into());
                     };
                     let mut stack = server.preset_stack().await?;
-                    if !remove(&mut stack, layer) {
-                        return Err(format!("no layer named {layer:?} in this build").into());
-                    }
+                    with_layer!(
+                        stack,
+                        layer,
+                        |field| *field = None,
+                        return Err(format!("no layer named {layer:?} in this build").into())
+                    );
                     stack
                 }
             };
