@@ -2,6 +2,7 @@
 //! still open is closed (its reads end, its writes fail), so hyper drops the calls on it and
 //! the server returns, instead of leaving those connections running in the background.
 
+use super::coalesce::Coalesced;
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::io;
@@ -13,10 +14,11 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 pin_project! {
-    /// A TCP connection that ends when its token is cancelled.
+    /// A TCP connection that ends when its token is cancelled, its small writes coalesced
+    /// ([`Coalesced`]).
     pub(crate) struct Killable {
         #[pin]
-        inner: TcpStream,
+        inner: Coalesced<TcpStream>,
         // Boxed: the connection must be `Unpin` for hyper.
         killed: Pin<Box<WaitForCancellationFutureOwned>>,
         token: CancellationToken,
@@ -26,7 +28,7 @@ pin_project! {
 impl Killable {
     pub(crate) fn new(inner: TcpStream, token: &CancellationToken) -> Self {
         Self {
-            inner,
+            inner: Coalesced::new(inner),
             killed: Box::pin(token.clone().cancelled_owned()),
             token: token.clone(),
         }
@@ -37,7 +39,7 @@ impl Connected for Killable {
     type ConnectInfo = TcpConnectInfo;
 
     fn connect_info(&self) -> TcpConnectInfo {
-        self.inner.connect_info()
+        self.inner.get_ref().connect_info()
     }
 }
 

@@ -43,6 +43,7 @@
 //! certificate on change or SIGHUP without dropping a connection: see [`tls`]. `rediss://`
 //! Redis is verified against `REDIS_CA_FILE` (else the system's roots).
 
+mod coalesce;
 mod connections;
 mod in_flight;
 mod preset;
