@@ -68,10 +68,10 @@ impl EventContext {
     /// once while disconnected.
     pub fn from_extensions(extensions: &tonic::Extensions) -> Self {
         Self {
-            request_id: extensions.get::<RequestId>().cloned(),
+            request_id: RequestId::from_extensions(extensions).cloned(),
             message_id: None,
             deadline: extensions.get::<Deadline>().copied(),
-            trace: extensions.get::<TraceContext>().cloned(),
+            trace: TraceContext::from_extensions(extensions).cloned(),
         }
     }
 

@@ -166,7 +166,7 @@ impl PaymentService for Payments {
     ) -> Result<Response<Payment>, Status> {
         let caller = caller(&request)?;
         let deadline = request_deadline(&request);
-        let request_id = request.extensions().get::<RequestId>().cloned();
+        let request_id = RequestId::of(&request).cloned();
         let (metadata, _, body) = request.into_parts();
         own(&caller, &body.user_id, &metadata)?;
         let idempotency_key = idempotency_key(&metadata)?;

@@ -67,7 +67,23 @@ impl RequestId {
 
     /// The id stored in a request's extensions, if any.
     pub fn from_request<B>(request: &http::Request<B>) -> Option<Self> {
-        request.extensions().get::<Self>().cloned()
+        Self::from_extensions(request.extensions()).cloned()
+    }
+
+    /// The id in these extensions, if any: the call's ([`CurrentCall`](crate::CurrentCall),
+    /// where the RequestLogging layer keeps it with the trace context), or one stored on
+    /// its own (the layer without trace context, or another layer).
+    pub fn from_extensions(extensions: &http::Extensions) -> Option<&Self> {
+        extensions.get::<Self>().or_else(|| {
+            extensions
+                .get::<crate::CurrentCall>()
+                .and_then(crate::CurrentCall::request_id)
+        })
+    }
+
+    /// The id of a handler's request, if any.
+    pub fn of<T>(request: &tonic::Request<T>) -> Option<&Self> {
+        Self::from_extensions(request.extensions())
     }
 
     /// The id as text.

@@ -97,18 +97,22 @@ where
                 id
             }
         };
-        request.extensions_mut().insert(request_id.clone());
         let peer = tonic_blueprint_core::connection::peer_addr(request.extensions());
         let client = client_timeout(request.headers());
 
         let call = self.config.trace_context.then(|| {
             let trace = TraceContext::incoming(request.headers());
             let client = client.map(|timeout| Deadline::after(timeout, DeadlineSource::Client));
-            let call = CurrentCall::new(trace.clone(), Some(request_id.clone()), client);
-            request.extensions_mut().insert(trace);
+            // The request id and the trace ride in the call: one extension (one box) for
+            // the three; `RequestId::from_extensions` and `TraceContext::from_extensions`
+            // find them there.
+            let call = CurrentCall::new(trace, Some(request_id.clone()), client);
             request.extensions_mut().insert(call.clone());
             call
         });
+        if call.is_none() {
+            request.extensions_mut().insert(request_id.clone());
+        }
 
         // What only the span shows is worked out only when info is on at all (the span is
         // disabled otherwise): a service logging at warn pays for none of it.

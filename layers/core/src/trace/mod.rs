@@ -216,14 +216,20 @@ impl TraceContext {
         }
     }
 
-    /// The context stored in these extensions (by the RequestLogging layer), if any.
+    /// The context in these extensions, if any: the call's
+    /// ([`CurrentCall`](crate::CurrentCall), where the RequestLogging layer keeps it), or
+    /// one stored on its own.
     pub fn from_extensions(extensions: &http::Extensions) -> Option<&Self> {
-        extensions.get::<Self>()
+        extensions.get::<Self>().or_else(|| {
+            extensions
+                .get::<crate::CurrentCall>()
+                .map(crate::CurrentCall::trace)
+        })
     }
 
     /// The context of a handler's request, if any.
     pub fn of<T>(request: &tonic::Request<T>) -> Option<&Self> {
-        request.extensions().get::<Self>()
+        Self::from_extensions(request.extensions())
     }
 }
 
