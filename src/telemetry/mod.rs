@@ -6,8 +6,9 @@
 //! - `Pretty` (human-readable) or `Json` (one object a line, span fields included, for log
 //!   pipelines) output;
 //! - standard output, or files rotated by size (the blueprint's 100 MB), keeping a bounded
-//!   number of files (30), the older ones gzip-compressed, through
-//!   [file-rotate](https://docs.rs/file-rotate);
+//!   number of files (30), the older ones gzip-compressed on a thread of their own (file
+//!   names as [file-rotate](https://docs.rs/file-rotate)'s `AppendCount`: `service.log.1`,
+//!   `service.log.2.gz`, ...), so a rotation never holds up the lines behind it;
 //! - always through a batching non-blocking writer: a slow disk or pipe never stalls an RPC,
 //!   and lines reach the sink in batches (at most about a millisecond late) instead of one
 //!   write and one thread wake-up per line. Keep the returned [`TelemetryGuard`] alive until
@@ -29,9 +30,6 @@
 //! tracing::info!("service started");
 //! ```
 
-use file_rotate::compression::Compression;
-use file_rotate::suffix::AppendCount;
-use file_rotate::{ContentLimit, FileRotate};
 use std::path::PathBuf;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::Targets;
@@ -41,6 +39,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 mod json;
 #[cfg(feature = "otel")]
 pub mod otel;
+mod rotate;
 mod writer;
 
 /// The largest write to a size-rotated file: files overshoot their limit by at most this.
@@ -157,7 +156,7 @@ impl TelemetryGuard {
 pub enum TelemetryError {
     /// The filter does not parse.
     Filter(String),
-    /// The log directory could not be created.
+    /// The log directory could not be created, or its rotated files not taken over.
     Directory(std::io::Error),
     /// A global subscriber is already installed.
     AlreadyInstalled,
@@ -171,7 +170,7 @@ impl std::fmt::Display for TelemetryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Filter(e) => write!(f, "invalid log filter: {e}"),
-            Self::Directory(e) => write!(f, "cannot create the log directory: {e}"),
+            Self::Directory(e) => write!(f, "cannot set up the log directory: {e}"),
             Self::AlreadyInstalled => {
                 f.write_str("a global tracing subscriber is already installed")
             }
@@ -188,19 +187,14 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
     match &config.file {
         Some(file) => {
             std::fs::create_dir_all(&file.dir).map_err(TelemetryError::Directory)?;
-            let compression = if file.compress {
-                Compression::OnRotate(1)
-            } else {
-                Compression::None
-            };
             let max_bytes = file.max_bytes.max(1);
-            let rotating = FileRotate::new(
+            let rotating = rotate::RotatingFile::new(
                 file.dir.join(&file.file_name),
-                AppendCount::new(file.max_files.max(1)),
-                ContentLimit::BytesSurpassed(max_bytes),
-                compression,
-                None,
-            );
+                max_bytes,
+                file.max_files,
+                file.compress,
+            )
+            .map_err(TelemetryError::Directory)?;
             install(
                 config,
                 Box::new(rotating),
