@@ -256,6 +256,17 @@ for round in $(seq "$ROUNDS"); do
       cpu_us=$(awk -v t="$cpu_ticks" -v hz="$(getconf CLK_TCK)" -v n="$calls" 'BEGIN {printf "%.2f", t * 1e6 / hz / n}')
     fi
     log_lines=$(find "$logdir" -type f -exec zcat -f {} + 2> /dev/null | wc -l)
+    # A run whose log lost lines (the writer drops lines when its sink falls 32 MiB behind,
+    # and says so in the log) does not count: its rate would be bought with lost lines.
+    dropped_lines=$(find "$logdir" -type f -exec zcat -f {} + 2> /dev/null \
+      | awk 'match($0, /"message":"[0-9]+ log lines dropped/) {
+               s += substr($0, RSTART + 11, RLENGTH - 28) } END { print s + 0 }')
+    logged_calls=-
+    case "${variant%-tls}" in
+      preset | only-logging | without-metrics | without-in_flight | without-panic_recovery | \
+        without-timeout | without-auth | without-rate_limit | without-validation | without-cache)
+        logged_calls=$(find "$logdir" -type f -exec zcat -f {} + 2> /dev/null | grep -c '"finished call"' || true) ;;
+    esac
     log_bytes=$(du -sb "$logdir" | cut -f1)
     rm -rf "$logdir"
 
@@ -271,6 +282,10 @@ for round in $(seq "$ROUNDS"); do
       [ "$ok" -ge "$succeeded" ] || problems+=("/metrics: $ok OK < $succeeded h2load successes")
     fi
     [ "$rejections" = 0 ] || problems+=("/metrics: $rejections rejections counted")
+    [ "$dropped_lines" = 0 ] || problems+=("log: $dropped_lines lines dropped")
+    if [ "$logged_calls" != - ] && [ "$completed" != - ]; then
+      [ "$logged_calls" -ge "$completed" ] || problems+=("log: $logged_calls call lines < $completed calls")
+    fi
     if [ "$completed" != - ]; then
       [ "$completed" -ge "$succeeded" ] || problems+=("handler completed $completed < $succeeded successes")
     elif [[ $variant != go-* ]]; then
