@@ -255,17 +255,20 @@ for round in $(seq "$ROUNDS"); do
     if [ "$cpu_ticks" != - ] && [ "$calls" != - ] && [ "$calls" -gt 0 ]; then
       cpu_us=$(awk -v t="$cpu_ticks" -v hz="$(getconf CLK_TCK)" -v n="$calls" 'BEGIN {printf "%.2f", t * 1e6 / hz / n}')
     fi
-    log_lines=$(find "$logdir" -type f -exec zcat -f {} + 2> /dev/null | wc -l)
-    # A run whose log lost lines (the writer drops lines when its sink falls 32 MiB behind,
-    # and says so in the log) does not count: its rate would be bought with lost lines.
-    dropped_lines=$(find "$logdir" -type f -exec zcat -f {} + 2> /dev/null \
-      | awk 'match($0, /"message":"[0-9]+ log lines dropped/) {
-               s += substr($0, RSTART + 11, RLENGTH - 28) } END { print s + 0 }')
+    # One pass over the (partly gzipped) log: its lines, the lines the writer reports it
+    # dropped (it drops lines when its sink falls 32 MiB behind, and says so in the log), and
+    # the calls' lines. A run whose log lost lines does not count: its rate would be bought
+    # with lost lines.
+    read -r log_lines dropped_lines call_lines < <(find "$logdir" -type f -exec zcat -f {} + 2> /dev/null \
+      | awk '/"finished call"/ { calls++ }
+             match($0, /"message":"[0-9]+ log lines dropped/) { dropped += substr($0, RSTART + 11, RLENGTH - 28) }
+             END { print NR + 0, dropped + 0, calls + 0 }')
+    # The rows that log every call at info: the preset, logging alone, the preset without
+    # any other layer.
     logged_calls=-
     case "${variant%-tls}" in
-      preset | only-logging | without-metrics | without-in_flight | without-panic_recovery | \
-        without-timeout | without-auth | without-rate_limit | without-validation | without-cache)
-        logged_calls=$(find "$logdir" -type f -exec zcat -f {} + 2> /dev/null | grep -c '"finished call"' || true) ;;
+      without-logging) ;;
+      preset | only-logging | without-*) logged_calls=$call_lines ;;
     esac
     log_bytes=$(du -sb "$logdir" | cut -f1)
     rm -rf "$logdir"

@@ -45,14 +45,19 @@ struct Archive {
     next_id: u64,
 }
 
+/// `base.{number}`, with `.gz` when compressed.
+fn numbered(base: &Path, number: u64, compressed: bool) -> PathBuf {
+    let mut name = base.as_os_str().to_owned();
+    name.push(format!(".{number}"));
+    if compressed {
+        name.push(".gz");
+    }
+    PathBuf::from(name)
+}
+
 impl Archive {
     fn path(&self, position: usize, compressed: bool) -> PathBuf {
-        let mut name = self.base.clone().into_os_string();
-        name.push(format!(".{}", position + 1));
-        if compressed {
-            name.push(".gz");
-        }
-        PathBuf::from(name)
+        numbered(&self.base, position as u64 + 1, compressed)
     }
 
     fn position(&self, id: u64) -> Option<usize> {
@@ -68,15 +73,20 @@ impl Archive {
         self.base.with_file_name(format!(".{name}.{id}.gz.tmp"))
     }
 
-    fn push(&mut self) -> u64 {
+    fn entry(&mut self, compressed: bool) -> Entry {
         let id = self.next_id;
         self.next_id += 1;
-        self.entries.push_front(Entry {
+        Entry {
             id,
-            compressed: false,
+            compressed,
             queued: false,
-        });
-        id
+        }
+    }
+
+    /// A file just rotated: the newest.
+    fn push(&mut self) {
+        let entry = self.entry(false);
+        self.entries.push_front(entry);
     }
 
     /// Ids of the files to compress now: every rotated file but the newest.
@@ -260,7 +270,7 @@ fn take_over(base: &Path, max_files: usize) -> io::Result<Archive> {
         if later.0 != earlier.0 {
             return false;
         }
-        let _ = std::fs::remove_file(format!("{}.{}", base.display(), earlier.0));
+        let _ = std::fs::remove_file(numbered(base, earlier.0, false));
         earlier.1 = true;
         true
     });
@@ -271,26 +281,17 @@ fn take_over(base: &Path, max_files: usize) -> io::Result<Archive> {
         next_id: 0,
     };
     for (position, (number, compressed)) in found.into_iter().enumerate() {
-        let mut path = base.as_os_str().to_owned();
-        path.push(format!(".{number}"));
-        if compressed {
-            path.push(".gz");
-        }
+        let path = numbered(base, number, compressed);
         if position >= max_files {
-            remove_if_there(Path::new(&path))?;
+            remove_if_there(&path)?;
             continue;
         }
         let target = archive.path(position, compressed);
-        if Path::new(&path) != target {
+        if path != target {
             std::fs::rename(&path, &target)?;
         }
-        let id = archive.next_id;
-        archive.next_id += 1;
-        archive.entries.push_back(Entry {
-            id,
-            compressed,
-            queued: false,
-        });
+        let entry = archive.entry(compressed);
+        archive.entries.push_back(entry);
     }
     Ok(archive)
 }
