@@ -89,12 +89,12 @@ macro_rules! with_layer {
 /// sockets would leave Nagle on and batch small responses, flattering the baseline under
 /// pipelined load.
 macro_rules! serve_tonic {
-    ($builder:expr, $routes:expr, $listener:expr) => {
+    ($builder:expr, $routes:expr, $listener:expr, $stop:expr) => {
         $builder
             .add_routes($routes)
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from($listener).with_nodelay(Some(true)),
-                shutdown_signal(),
+                $stop,
             )
             .await?
     };
@@ -125,6 +125,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let variant = std::env::var("BENCH_VARIANT").unwrap_or_else(|_| "preset".to_owned());
     let config = Loader::from_env().load()?;
     let _logs = init_logging(&config)?;
+    // Listening before the address is printed: a SIGTERM right after it stops gracefully.
+    let stop = shutdown_signal();
     let service = TestService::default();
     let routes = Routes::new(service.clone().into_server())
         .add_service(ValidatedTestService::default().into_server());
@@ -132,7 +134,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     match variant.as_str() {
         "bare" => {
             let listener = bare_listener(&config).await?;
-            serve_tonic!(tonic::transport::Server::builder(), routes, listener);
+            serve_tonic!(tonic::transport::Server::builder(), routes, listener, stop);
         }
         only if only.starts_with("only-") => {
             let name = &only["only-".len()..];
@@ -146,7 +148,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 |layer| serve_tonic!(
                     builder.layer(present(layer.take(), name)?),
                     routes,
-                    listener
+                    listener,
+                    stop
                 ),
                 return Err(format!("no layer named {name:?} in this build").into())
             );
@@ -172,7 +175,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             let running = server.stack(stack).start(routes).await?;
             println!("listening on {}", running.local_addr());
-            shutdown_signal().await;
+            stop.await;
             running.shutdown().await?;
         }
     }

@@ -14,6 +14,8 @@ use tonic_blueprint_testkit::{TestService, VALIDATED_DESCRIPTOR_SET, ValidatedTe
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Loader::from_env().load()?;
     let _logs = init_logging(&config)?;
+    // Listening before the address is printed: a SIGTERM right after it stops gracefully.
+    let stop = tonic_blueprint::server::shutdown_signal();
     let routes = Routes::new(TestService::default().into_server())
         .add_service(ValidatedTestService::default().into_server());
     let running = Server::new(config)
@@ -22,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .start(routes)
         .await?;
     println!("listening on {}", running.local_addr());
-    tonic_blueprint::server::shutdown_signal().await;
+    stop.await;
     running.shutdown().await?;
     println!("stopped");
     Ok(())

@@ -51,6 +51,7 @@ mod preset;
 mod redis;
 #[cfg(feature = "redis")]
 mod redis_tls;
+mod signal;
 #[cfg(feature = "tls")]
 pub mod tls;
 mod toggle;
@@ -59,6 +60,7 @@ pub use in_flight::{InFlightBody, InFlightFuture, InFlightLimit, InFlightLimitLa
 pub use preset::{BoxedService, PresetStack, StackError};
 #[cfg(feature = "redis")]
 pub use redis::{LOCAL_TIER_TTL, connect_redis, connect_redis_config, invalidation_subject};
+pub use signal::shutdown_signal;
 
 use crate::config::BlueprintConfig;
 use crate::telemetry::{self, FileOutput, LogFormat, TelemetryConfig, TelemetryGuard};
@@ -266,9 +268,10 @@ impl Server {
 
     /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
     pub async fn run(self, routes: Routes) -> Result<(), ServeError> {
+        let stop = shutdown_signal();
         let running = self.start(routes).await?;
         tracing::info!(grpc.addr = %running.addr, "serving");
-        shutdown_signal().await;
+        stop.await;
         tracing::info!("shutdown signal received; finishing in-flight calls");
         running.shutdown().await
     }
@@ -627,30 +630,6 @@ async fn start_metrics(addr: SocketAddr) -> Result<SocketAddr, ServeError> {
         .await
         .map_err(|source| ServeError::Metrics { addr, source })?;
     Ok(bound)
-}
-
-/// Waits for SIGTERM or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// The services named in the descriptor sets (`pkg.Service`), for health.

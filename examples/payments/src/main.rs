@@ -129,6 +129,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let relay = announcer.publishes().then(|| announcer.spawn_relay());
 
+    // Listening before the address is printed: a SIGTERM right after it stops gracefully.
+    let stop = shutdown_signal();
     let server = Server::new(config).descriptors(DESCRIPTOR_SET);
     let mut stack = server.preset_stack().await?;
     // The request types' compiled rules: valid requests skip the reflection engine. A
@@ -169,7 +171,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(metrics) = running.metrics_addr() {
         println!("metrics on http://{metrics}/metrics");
     }
-    shutdown_signal().await;
+    stop.await;
     // Watches have no deadline: end them first (clients resume on another replica), so the
     // drain waits only for ordinary calls.
     hub.close();
