@@ -43,6 +43,7 @@
 //! certificate on change or SIGHUP without dropping a connection: see [`tls`]. `rediss://`
 //! Redis is verified against `REDIS_CA_FILE` (else the system's roots).
 
+mod boxed;
 mod coalesce;
 mod connections;
 mod in_flight;
@@ -56,8 +57,9 @@ mod signal;
 pub mod tls;
 mod toggle;
 
+pub use boxed::{BoxedFuture, BoxedService};
 pub use in_flight::{InFlightBody, InFlightFuture, InFlightLimit, InFlightLimitLayer};
-pub use preset::{BoxedService, PresetStack, StackError};
+pub use preset::{PresetStack, StackError};
 #[cfg(feature = "redis")]
 pub use redis::{LOCAL_TIER_TTL, connect_redis, connect_redis_config, invalidation_subject};
 pub use signal::shutdown_signal;

@@ -15,15 +15,9 @@ use crate::timeout::TimeoutLayer;
 use crate::validation::RequestValidationLayer;
 use std::time::Duration;
 use tonic_blueprint_core::{BoxError, ErrorStatus, MethodPolicy, MethodRegistry};
-use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
-/// The type every layer of the preset stack is boxed into.
-pub type BoxedService = BoxCloneSyncService<
-    http::Request<tonic::body::Body>,
-    http::Response<tonic::body::Body>,
-    BoxError,
->;
+use super::boxed::BoxedService;
 
 /// The layers, outermost first: RequestLogging, Metrics, the in-flight limit, PanicRecovery,
 /// Timeout, Auth, RateLimit, RequestValidation, ResponseCache. Errors of inner layers are
@@ -263,7 +257,7 @@ where
         let service = ErrorStatus::new(service);
         let service = toggle(self.metrics.as_ref(), service);
         let service = toggle(self.logging.as_ref(), service);
-        BoxCloneSyncService::new(
+        BoxedService::new(
             ServiceExt::<http::Request<tonic::body::Body>>::map_response(service, |response| {
                 response.map(tonic::body::Body::new)
             }),
