@@ -145,9 +145,11 @@ impl fmt::Debug for RpcIdentity {
 /// The shape of an RPC, as go-grpc-prometheus labels it (`grpc_type`).
 ///
 /// The HTTP/2 request does not say whether a call streams, so the kind comes from the
-/// service descriptors or from configuration; a layer that knows it stores it in the request
-/// extensions.
+/// service descriptors or from configuration. A layer that knows it notes it in the call's
+/// [`CallObserver`](crate::observer::CallObserver); a layer further in finds it with
+/// [`RpcKind::of`], which also honours an `RpcKind` you insert in the request extensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
 pub enum RpcKind {
     /// One request, one response.
     Unary,
@@ -171,6 +173,29 @@ impl RpcKind {
             (false, true) => Self::ServerStreaming,
             (true, true) => Self::BidiStreaming,
         }
+    }
+
+    /// The kind of the call of `extensions`: an `RpcKind` in them, else the kind noted in
+    /// the call's [`CallObserver`](crate::observer::CallObserver), else `Unknown`.
+    pub fn of(extensions: &http::Extensions) -> Self {
+        if let Some(kind) = extensions.get::<Self>() {
+            return *kind;
+        }
+        extensions
+            .get::<crate::observer::CallObserver>()
+            .map_or(Self::Unknown, crate::observer::CallObserver::kind)
+    }
+
+    pub(crate) fn from_u8(n: u8) -> Self {
+        [
+            Self::Unary,
+            Self::ClientStreaming,
+            Self::ServerStreaming,
+            Self::BidiStreaming,
+        ]
+        .get(usize::from(n))
+        .copied()
+        .unwrap_or(Self::Unknown)
     }
 
     /// The go-grpc-prometheus label value: `unary`, `client_stream`, `server_stream`,

@@ -43,9 +43,10 @@
 
 use crate::code::code_from_error_of;
 use crate::frame::{CountedBody, RequestEvents};
+use crate::identity::RpcKind;
 use crate::outcome::{ObservedBody, OnOutcome, Outcome, OutcomeSource, observe};
 use bytes::Bytes;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tonic::Code;
 
@@ -101,10 +102,12 @@ struct Hooks<O: ?Sized> {
     owner: O,
 }
 
-/// One allocation per call: the counts, the guests' hooks and the owner's hook.
+/// One allocation per call: the counts, the kind, the guests' hooks and the owner's hook.
 struct Shared<O: ?Sized> {
     /// Request messages received, and [`REQUEST_FAILED`].
     received: AtomicU64,
+    /// The call's [`RpcKind`], as the first layer that knew it noted it.
+    kind: AtomicU8,
     hooks: Mutex<Hooks<O>>,
 }
 
@@ -127,6 +130,7 @@ impl CallObserver {
     fn new(owner: impl CallHook) -> Self {
         let shared: Arc<Shared<dyn OwnerSlot>> = Arc::new(Shared {
             received: AtomicU64::new(0),
+            kind: AtomicU8::new(RpcKind::Unknown as u8),
             hooks: Mutex::new(Hooks {
                 ended: false,
                 guests: Guests::new(),
@@ -159,6 +163,25 @@ impl CallObserver {
             messages_received: self.messages_received(),
             messages_sent: 0,
         });
+    }
+
+    /// The call's kind, as a layer that knew it [noted](Self::note_kind) it (`Unknown`
+    /// until then). [`RpcKind::of`] looks here.
+    pub fn kind(&self) -> RpcKind {
+        RpcKind::from_u8(self.shared.kind.load(Ordering::Relaxed))
+    }
+
+    /// Notes the call's kind for the layers further in (the first known kind stays). Sharing
+    /// it here instead of in a request extension of its own saves the call an allocation.
+    pub fn note_kind(&self, kind: RpcKind) {
+        if kind != RpcKind::Unknown {
+            let _ = self.shared.kind.compare_exchange(
+                RpcKind::Unknown as u8,
+                kind as u8,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
     }
 
     /// Complete request messages received so far.
@@ -349,6 +372,27 @@ mod tests {
         fn on_end(&mut self, end: &CallEnd) {
             self.1.lock().unwrap().push((self.0, *end));
         }
+    }
+
+    #[test]
+    fn the_first_known_kind_noted_is_the_calls_kind_and_an_extension_of_yours_wins() {
+        let request = http::Request::new(http_body_util::Empty::<Bytes>::new());
+        assert_eq!(RpcKind::of(request.extensions()), RpcKind::Unknown);
+        let (request, _watch) = watch(request, Named("o", Ends::default(), Arc::default()));
+        let observer = request
+            .extensions()
+            .get::<CallObserver>()
+            .expect("observer")
+            .clone();
+        observer.note_kind(RpcKind::Unknown);
+        assert_eq!(RpcKind::of(request.extensions()), RpcKind::Unknown);
+        observer.note_kind(RpcKind::ServerStreaming);
+        observer.note_kind(RpcKind::Unary);
+        assert_eq!(observer.kind(), RpcKind::ServerStreaming);
+        assert_eq!(RpcKind::of(request.extensions()), RpcKind::ServerStreaming);
+        let mut request = request;
+        request.extensions_mut().insert(RpcKind::BidiStreaming);
+        assert_eq!(RpcKind::of(request.extensions()), RpcKind::BidiStreaming);
     }
 
     fn message() -> Bytes {

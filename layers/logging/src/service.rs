@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 use tonic_blueprint_core::deadline::client_timeout;
 use tonic_blueprint_core::headers::X_REQUEST_ID;
+use tonic_blueprint_core::observer::CallObserver;
 use tonic_blueprint_core::trace::{self, TraceContext};
 use tonic_blueprint_core::{
     BoxError, CurrentCall, Deadline, DeadlineSource, Fanout, ObservedBody, RequestId, RpcIdentity,
@@ -77,12 +78,15 @@ where
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
         let started = Instant::now();
         let id = RpcIdentity::get_or_insert(&mut request);
-        let kind = request
-            .extensions()
-            .get::<RpcKind>()
-            .copied()
-            .or_else(|| self.config.registry.as_ref().map(|r| r.kind(&id)))
-            .unwrap_or_default();
+        let kind = match RpcKind::of(request.extensions()) {
+            RpcKind::Unknown => self
+                .config
+                .registry
+                .as_ref()
+                .map(|r| r.kind(&id))
+                .unwrap_or_default(),
+            known => known,
+        };
         let request_id = match request
             .headers()
             .get(X_REQUEST_ID)
@@ -179,6 +183,10 @@ where
         let mut echoed = record.request_id.header_value().clone();
         echoed.set_sensitive(true);
         let (request, watch) = tonic_blueprint_core::watch(request, record);
+        // For the layers further in (metrics without descriptors of its own).
+        if let Some(observer) = request.extensions().get::<CallObserver>() {
+            observer.note_kind(kind);
+        }
         let future = {
             let _entered = span.enter();
             let _current = call.as_ref().map(CurrentCall::enter);

@@ -6,6 +6,7 @@ use crate::table::Table;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use tonic_blueprint_core::observer::CallObserver;
 use tonic_blueprint_core::{BoxError, Fanout, ObservedBody, RpcIdentity};
 use tower_service::Service;
 
@@ -58,10 +59,12 @@ where
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
         let id = RpcIdentity::get_or_insert(&mut request);
         let metrics = self.table.get(&id);
-        if metrics.kind != tonic_blueprint_core::RpcKind::Unknown {
-            request.extensions_mut().insert(metrics.kind);
-        }
+        let kind = metrics.kind;
         let (request, watch) = tonic_blueprint_core::watch(request, CallRecord::start(metrics));
+        // For a logging layer further in that has no descriptors of its own.
+        if let Some(observer) = request.extensions().get::<CallObserver>() {
+            observer.note_kind(kind);
+        }
         ResponseFuture::new(watch, self.inner.call(request))
     }
 }
