@@ -69,8 +69,6 @@ fn trace_ids(fields: &str) -> Option<String> {
     })
 }
 
-/// Room for a typical span's fields, so the string is allocated once.
-const SPAN_FIELDS_CAPACITY: usize = 256;
 /// A line buffer that grew past this (one huge event) is not kept for the next line.
 const KEEP_LINE_CAPACITY: usize = 64 * 1024;
 
@@ -83,7 +81,7 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let mut fields = String::with_capacity(SPAN_FIELDS_CAPACITY);
+        let mut fields = super::span_buffers::take();
         attrs.record(&mut FieldWriter::new(&mut fields, true));
         // A span without trace ids of its own inside one that has them (a handler's own
         // span inside the call's): its lines carry the call's, as every line of a call must.
@@ -105,6 +103,14 @@ where
         extensions.insert(SpanFields(fields));
         if let Some(ids) = inherited {
             extensions.insert(ids);
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(&id)
+            && let Some(SpanFields(fields)) = span.extensions_mut().remove::<SpanFields>()
+        {
+            super::span_buffers::give(fields);
         }
     }
 

@@ -40,6 +40,7 @@ mod json;
 #[cfg(feature = "otel")]
 pub mod otel;
 mod rotate;
+mod span_buffers;
 mod writer;
 
 /// The largest write to a size-rotated file: files overshoot their limit by at most this.
