@@ -3,7 +3,6 @@
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::Value;
-use std::sync::OnceLock;
 use tonic::transport::Server;
 use tonic_blueprint::auth::{AuthLayer, JwtVerifier};
 use tonic_blueprint::logging::RequestLoggingLayer;
@@ -14,20 +13,7 @@ use tower::ServiceBuilder;
 const SECRET: &[u8] = b"log-test-secret-0123456789-abcdef";
 
 fn logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Captured::default();
-        let writer = logs.clone();
-        tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .init();
-        logs
-    })
+    Captured::global_json(tracing::Level::TRACE)
 }
 
 fn finished(request_id: &str) -> Value {

@@ -5,7 +5,7 @@
 #![cfg(feature = "server")]
 
 use serde_json::Value;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use tonic::transport::Server;
 use tonic_blueprint::logging::RequestLoggingLayer;
 use tonic_blueprint::metrics::MetricsLayer;
@@ -16,20 +16,7 @@ use tonic_blueprint_testkit::{Captured, FILE_DESCRIPTOR_SET, SERVER_STREAM, Test
 use tower::ServiceBuilder;
 
 fn logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Captured::default();
-        let writer = logs.clone();
-        tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || writer.clone())
-            .init();
-        logs
-    })
+    Captured::global_json(tracing::Level::INFO)
 }
 
 fn registry() -> MethodRegistry {

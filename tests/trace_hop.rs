@@ -75,17 +75,7 @@ fn capture() -> (&'static Capture, &'static Captured) {
     let (spans, logs) = CAPTURE.get_or_init(|| {
         let spans: &'static Capture = Box::leak(Box::default());
         install_recorder(Shared(spans)).expect("the only recorder");
-        let logs = Captured::default();
-        let writer = logs.clone();
-        tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || writer.clone())
-            .init();
-        (spans, logs)
+        (spans, Captured::global_json(tracing::Level::INFO).clone())
     });
     (spans, logs)
 }

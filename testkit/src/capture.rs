@@ -1,7 +1,7 @@
 //! Capturing what a test process logs and counts.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// A log sink that keeps everything written to it, for a test subscriber's writer.
 ///
@@ -16,6 +16,27 @@ use std::sync::{Arc, Mutex};
 pub struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Captured {
+    /// The process's global subscriber, writing JSON lines in the shape of the kit's logs
+    /// (events flattened, with their current span, no span list) at `max_level` and more
+    /// severe, into one capture. The first call installs it; later calls return the same
+    /// capture, at the first call's level.
+    pub fn global_json(max_level: tracing::Level) -> &'static Captured {
+        static LOGS: OnceLock<Captured> = OnceLock::new();
+        LOGS.get_or_init(|| {
+            let logs = Captured::default();
+            let writer = logs.clone();
+            tracing_subscriber::fmt()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_max_level(max_level)
+                .with_writer(move || writer.clone())
+                .init();
+            logs
+        })
+    }
+
     /// Everything written so far.
     pub fn text(&self) -> String {
         let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();

@@ -2,7 +2,6 @@
 //! Each test finds its own lines by the request ids it sends.
 
 use serde_json::Value;
-use std::sync::OnceLock;
 use std::time::Duration;
 use tonic::transport::Server;
 use tonic_blueprint_core::MethodRegistry;
@@ -15,20 +14,7 @@ use tonic_blueprint_testkit::{
 use tower::ServiceBuilder;
 
 fn logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Captured::default();
-        let writer = logs.clone();
-        tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .init();
-        logs
-    })
+    Captured::global_json(tracing::Level::TRACE)
 }
 
 fn text() -> String {

@@ -102,20 +102,7 @@ fn spans_of(request_id: &str) -> Vec<Recorded> {
 }
 
 fn logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Captured::default();
-        let writer = logs.clone();
-        tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(move || writer.clone())
-            .init();
-        logs
-    })
+    Captured::global_json(tracing::Level::DEBUG)
 }
 
 /// The JSON lines of the call with `request_id` (its span's lines).
