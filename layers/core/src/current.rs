@@ -44,8 +44,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 /// The call being served: its trace, request id, deadline and caller. Cloning is cheap
-/// (shared). Stored in the request extensions by the RequestLogging layer, and current while
-/// the call's handler is polled.
+/// (shared). Noted in the call's observer by the RequestLogging layer (found with
+/// [`from_extensions`](Self::from_extensions)), and current while the call's handler is
+/// polled.
 #[derive(Clone)]
 pub struct CurrentCall(Arc<Shared>);
 
@@ -83,9 +84,14 @@ impl CurrentCall {
         CURRENT.with(|current| current.try_borrow().ok().and_then(|c| c.clone()))
     }
 
-    /// The call stored in these extensions, if any.
+    /// The call stored in these extensions, if any: noted in the call's
+    /// [`CallObserver`](crate::observer::CallObserver) (as the RequestLogging layer does), or
+    /// a `CurrentCall` extension of its own.
     pub fn from_extensions(extensions: &http::Extensions) -> Option<&Self> {
-        extensions.get::<Self>()
+        extensions
+            .get::<crate::observer::CallObserver>()
+            .and_then(crate::observer::CallObserver::call)
+            .or_else(|| extensions.get::<Self>())
     }
 
     /// The call's trace (the server span's context).
@@ -258,7 +264,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> S::Future {
-        if let Some(call) = request.extensions().get::<CurrentCall>() {
+        if let Some(call) = CurrentCall::from_extensions(request.extensions()) {
             call.note(request.extensions());
         }
         self.inner.call(request)

@@ -4,6 +4,7 @@
 //! extensions; every later layer (and the handler) reads it back. The identity shares the
 //! path's buffer, so getting one costs no allocation.
 
+use crate::observer::CallObserver;
 use http::uri::PathAndQuery;
 use std::fmt;
 
@@ -80,20 +81,31 @@ impl RpcIdentity {
         self.split == 0
     }
 
-    /// The identity of a request: from its extensions if a layer already stored one, else
-    /// parsed from its URI (without storing it).
+    /// The identity a layer already stored for the call: in the request extensions, or
+    /// noted in the call's [`CallObserver`].
+    fn stored(extensions: &http::Extensions) -> Option<&Self> {
+        extensions.get::<Self>().or_else(|| {
+            extensions
+                .get::<CallObserver>()
+                .and_then(CallObserver::identity)
+        })
+    }
+
+    /// The identity of a request: the one a layer already stored, else parsed from its URI
+    /// (without storing it).
     pub fn from_request<B>(request: &http::Request<B>) -> Option<Self> {
-        if let Some(id) = request.extensions().get::<Self>() {
+        if let Some(id) = Self::stored(request.extensions()) {
             return Some(id.clone());
         }
         request.uri().path_and_query().and_then(Self::from_path)
     }
 
-    /// The identity of a request, stored in its extensions for the layers below.
+    /// The identity of a request, stored for the layers below: noted in the call's
+    /// [`CallObserver`] when a layer started one, else in the request extensions.
     ///
     /// A path that is not `/pkg.Service/Method` yields [`RpcIdentity::unknown`].
     pub fn get_or_insert<B>(request: &mut http::Request<B>) -> Self {
-        if let Some(id) = request.extensions().get::<Self>() {
+        if let Some(id) = Self::stored(request.extensions()) {
             return id.clone();
         }
         let id = request
@@ -101,7 +113,12 @@ impl RpcIdentity {
             .path_and_query()
             .and_then(Self::from_path)
             .unwrap_or_else(Self::unknown);
-        request.extensions_mut().insert(id.clone());
+        match request.extensions().get::<CallObserver>() {
+            Some(observer) => observer.note_identity(id.clone()),
+            None => {
+                request.extensions_mut().insert(id.clone());
+            }
+        }
         id
     }
 

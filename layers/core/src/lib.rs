@@ -89,7 +89,9 @@ pub use frame::{
 };
 pub use identity::{PathMap, RpcIdentity, RpcKind};
 pub use method_table::MethodTable;
-pub use observer::{CallEnd, CallHook, CallObserver, Fanout, Watch, watch};
+pub use observer::{
+    CallEnd, CallHook, CallObserver, Fanout, SharedCallHook, Watch, watch, watch_shared,
+};
 pub use outcome::{ObservedBody, OnOutcome, Outcome, OutcomeSource, observe};
 pub use policy::{MethodKey, MethodPolicy, PolicyKey};
 pub use refusable::RefusableBody;

@@ -42,13 +42,18 @@
 //! ```
 
 use crate::code::code_from_error_of;
+use crate::current::CurrentCall;
 use crate::frame::{CountedBody, RequestEvents};
-use crate::identity::RpcKind;
+use crate::identity::{RpcIdentity, RpcKind};
 use crate::outcome::{ObservedBody, OnOutcome, Outcome, OutcomeSource, observe};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tonic::Code;
+
+mod guests;
+pub use guests::SharedCallHook;
+use guests::{Guest, Guests, SharedGuest};
 
 /// How a call ended, as every hook learns it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,9 +86,6 @@ pub trait CallHook: Send + 'static {
 /// The bit of [`Shared::received`] that says the request stream failed.
 const REQUEST_FAILED: u64 = 1 << 63;
 
-/// The hooks of the layers that joined the call. Two fit without another allocation.
-type Guests = smallvec::SmallVec<[Box<dyn CallHook>; 2]>;
-
 /// The owner's hook, kept inline in the call's shared state (no allocation of its own).
 trait OwnerSlot: Send {
     fn hook(&mut self) -> Option<&mut dyn CallHook>;
@@ -102,8 +104,12 @@ struct Hooks<O: ?Sized> {
     owner: O,
 }
 
-/// One allocation per call: the counts, the kind, the guests' hooks and the owner's hook.
+/// One allocation per call: what the layers share of it (its identity, kind and
+/// [`CurrentCall`]: request extensions it needs not have), the counts, the guests' hooks
+/// and the owner's hook.
 struct Shared<O: ?Sized> {
+    identity: OnceLock<RpcIdentity>,
+    call: OnceLock<CurrentCall>,
     /// Request messages received, and [`REQUEST_FAILED`].
     received: AtomicU64,
     /// The call's [`RpcKind`], as the first layer that knew it noted it.
@@ -129,6 +135,8 @@ impl std::fmt::Debug for CallObserver {
 impl CallObserver {
     fn new(owner: impl CallHook) -> Self {
         let shared: Arc<Shared<dyn OwnerSlot>> = Arc::new(Shared {
+            identity: OnceLock::new(),
+            call: OnceLock::new(),
             received: AtomicU64::new(0),
             kind: AtomicU8::new(RpcKind::Unknown as u8),
             hooks: Mutex::new(Hooks {
@@ -148,11 +156,21 @@ impl CallObserver {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Attaches `hook`; a call that already ended reports its end to it at once.
+    /// Attaches `hook` (boxed); a call that already ended reports its end to it at once.
     pub fn attach(&self, hook: impl CallHook) {
+        self.join(hook, |hook| Guest::Boxed(Box::new(hook)));
+    }
+
+    /// Attaches a [`SharedCallHook`] without an allocation; a call that already ended
+    /// reports its end to it at once.
+    pub fn attach_shared(&self, hook: Arc<dyn SharedCallHook>) {
+        self.join(SharedGuest::new(hook), Guest::Shared);
+    }
+
+    fn join<H: CallHook>(&self, hook: H, guest: impl FnOnce(H) -> Guest) {
         let mut hooks = self.lock();
         if !hooks.ended {
-            hooks.guests.push(Box::new(hook));
+            hooks.guests.push(guest(hook));
             return;
         }
         drop(hooks);
@@ -163,6 +181,30 @@ impl CallObserver {
             messages_received: self.messages_received(),
             messages_sent: 0,
         });
+    }
+
+    /// The call's identity, once a layer [noted](Self::note_identity) it;
+    /// [`RpcIdentity::get_or_insert`] and [`RpcIdentity::from_request`] look here.
+    pub fn identity(&self) -> Option<&RpcIdentity> {
+        self.shared.identity.get()
+    }
+
+    /// Notes the call's identity for the layers further in (the first noted stays), instead
+    /// of a request extension of its own.
+    pub fn note_identity(&self, identity: RpcIdentity) {
+        let _ = self.shared.identity.set(identity);
+    }
+
+    /// The call being served, once a layer [noted](Self::note_call) it;
+    /// [`CurrentCall::from_extensions`] looks here.
+    pub fn call(&self) -> Option<&CurrentCall> {
+        self.shared.call.get()
+    }
+
+    /// Notes the call being served for the layers further in (the first noted stays),
+    /// instead of a request extension of its own.
+    pub fn note_call(&self, call: CurrentCall) {
+        let _ = self.shared.call.set(call);
     }
 
     /// The call's kind, as a layer that knew it [noted](Self::note_kind) it (`Unknown`
@@ -202,8 +244,8 @@ impl CallObserver {
         if let Some(owner) = hooks.owner.hook() {
             f(owner);
         }
-        for hook in hooks.guests.iter_mut() {
-            f(hook.as_mut());
+        for guest in hooks.guests.iter_mut() {
+            f(guest.hook());
         }
     }
 
@@ -230,8 +272,8 @@ impl CallObserver {
         }
         let mut guests = std::mem::take(&mut hooks.guests);
         drop(hooks);
-        for hook in guests.iter_mut() {
-            hook.on_end(&end);
+        for guest in guests.iter_mut() {
+            guest.hook().on_end(&end);
         }
     }
 }
@@ -355,10 +397,29 @@ where
     )
 }
 
+/// [`watch`] for a [`SharedCallHook`]: the hook rides in the call's observer without an
+/// allocation of its own, whether it starts the observer or joins it.
+pub fn watch_shared<B>(
+    request: http::Request<B>,
+    hook: Arc<dyn SharedCallHook>,
+) -> (http::Request<tonic::body::Body>, Watch)
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<crate::BoxError>,
+{
+    if let Some(observer) = request.extensions().get::<CallObserver>() {
+        observer.attach_shared(hook);
+        let request = request.map(crate::tonic_body);
+        return (request, Watch { owner: None });
+    }
+    watch(request, SharedGuest::new(hook))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+    use std::time::Instant;
 
     type Ends = Arc<Mutex<Vec<(&'static str, CallEnd)>>>;
 
@@ -393,6 +454,58 @@ mod tests {
         let mut request = request;
         request.extensions_mut().insert(RpcKind::BidiStreaming);
         assert_eq!(RpcKind::of(request.extensions()), RpcKind::BidiStreaming);
+    }
+
+    /// A shared hook: request messages and ends, by label.
+    #[derive(Default)]
+    struct Tally {
+        received: AtomicU64,
+        ends: Mutex<Vec<Code>>,
+    }
+
+    impl SharedCallHook for Tally {
+        fn on_messages_received(&self, count: u64) {
+            self.received.fetch_add(count, Ordering::Relaxed);
+        }
+
+        fn on_end(&self, _started: Instant, end: &CallEnd) {
+            self.ends.lock().unwrap().push(end.code);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shared_hook_owning_or_joining_is_told_the_messages_and_the_end_once() {
+        let body = || http_body_util::Full::new(Bytes::from_iter([message(), message()].concat()));
+        // Owner: the shared hook starts the observer; another hook joins.
+        let owner = Arc::new(Tally::default());
+        let ends: Ends = Arc::default();
+        let (request, outer) = watch_shared(http::Request::new(body()), owner.clone());
+        let (request, inner) = watch(request, Named("inner", ends.clone(), Arc::default()));
+        request.into_body().collect().await.unwrap();
+        let response: http::Response<http_body_util::Empty<Bytes>> =
+            crate::reject(tonic::Status::not_found("gone"));
+        let response = outer.respond(inner.respond(response));
+        response.into_body().collect().await.unwrap();
+        assert_eq!(owner.received.load(Ordering::Relaxed), 2);
+        assert_eq!(*owner.ends.lock().unwrap(), [Code::NotFound]);
+        assert_eq!(ends.lock().unwrap().len(), 1);
+
+        // Joined: a boxed hook owns, the shared one joins; dropped before a response, the
+        // call ends Cancelled for both, once.
+        let joined = Arc::new(Tally::default());
+        let ends: Ends = Arc::default();
+        let (request, outer) = watch(
+            http::Request::new(body()),
+            Named("outer", ends.clone(), Arc::default()),
+        );
+        let (request, inner) = watch_shared(request, joined.clone());
+        assert!(!inner.is_owner());
+        request.into_body().collect().await.unwrap();
+        drop(inner);
+        drop(outer);
+        assert_eq!(joined.received.load(Ordering::Relaxed), 2);
+        assert_eq!(*joined.ends.lock().unwrap(), [Code::Cancelled]);
+        assert_eq!(ends.lock().unwrap().len(), 1);
     }
 
     fn message() -> Bytes {

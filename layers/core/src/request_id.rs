@@ -75,9 +75,7 @@ impl RequestId {
     /// its own (the layer without trace context, or another layer).
     pub fn from_extensions(extensions: &http::Extensions) -> Option<&Self> {
         extensions.get::<Self>().or_else(|| {
-            extensions
-                .get::<crate::CurrentCall>()
-                .and_then(crate::CurrentCall::request_id)
+            crate::CurrentCall::from_extensions(extensions).and_then(crate::CurrentCall::request_id)
         })
     }
 

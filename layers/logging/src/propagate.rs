@@ -129,9 +129,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let call = request
-            .extensions()
-            .get::<CurrentCall>()
+        let call = CurrentCall::from_extensions(request.extensions())
             .cloned()
             .or_else(CurrentCall::get);
         let Some(call) = call else {

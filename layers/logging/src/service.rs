@@ -77,7 +77,8 @@ where
 
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
         let started = Instant::now();
-        let id = RpcIdentity::get_or_insert(&mut request);
+        // Noted in the call's observer below, for the layers further in (not an extension).
+        let id = RpcIdentity::from_request(&request).unwrap_or_else(RpcIdentity::unknown);
         let kind = match RpcKind::of(request.extensions()) {
             RpcKind::Unknown => self
                 .config
@@ -107,12 +108,10 @@ where
         let call = self.config.trace_context.then(|| {
             let trace = TraceContext::incoming(request.headers());
             let client = client.map(|timeout| Deadline::after(timeout, DeadlineSource::Client));
-            // The request id and the trace ride in the call: one extension (one box) for
-            // the three; `RequestId::from_extensions` and `TraceContext::from_extensions`
-            // find them there.
-            let call = CurrentCall::new(trace, Some(request_id.clone()), client);
-            request.extensions_mut().insert(call.clone());
-            call
+            // The request id and the trace ride in the call, which rides in the call's
+            // observer (noted below): no extension of their own. `RequestId::from_extensions`
+            // and `TraceContext::from_extensions` find them there.
+            CurrentCall::new(trace, Some(request_id.clone()), client)
         });
         if call.is_none() {
             request.extensions_mut().insert(request_id.clone());
@@ -165,6 +164,7 @@ where
                 start: SystemTime::now(),
                 authority: request.uri().authority().cloned(),
             });
+        let watch_id = id.clone();
         let record = LogRecord {
             span: span.clone(),
             levels: self.config.levels(is_infrastructure(id.service())),
@@ -183,9 +183,14 @@ where
         let mut echoed = record.request_id.header_value().clone();
         echoed.set_sensitive(true);
         let (request, watch) = tonic_blueprint_core::watch(request, record);
-        // For the layers further in (metrics without descriptors of its own).
+        // For the layers further in: the identity, the kind (metrics without descriptors of
+        // its own) and the call being served.
         if let Some(observer) = request.extensions().get::<CallObserver>() {
+            observer.note_identity(watch_id);
             observer.note_kind(kind);
+            if let Some(call) = &call {
+                observer.note_call(call.clone());
+            }
         }
         let future = {
             let _entered = span.enter();

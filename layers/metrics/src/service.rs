@@ -1,7 +1,6 @@
 //! The service: starts the call's record and counts received messages.
 
 use crate::future::ResponseFuture;
-use crate::record::CallRecord;
 use crate::table::Table;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -56,13 +55,16 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
-        let id = RpcIdentity::get_or_insert(&mut request);
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        // Noted in the call's observer below, for the layers further in (not an extension).
+        let id = RpcIdentity::from_request(&request).unwrap_or_else(RpcIdentity::unknown);
         let metrics = self.table.get(&id);
         let kind = metrics.kind;
-        let (request, watch) = tonic_blueprint_core::watch(request, CallRecord::start(metrics));
-        // For a logging layer further in that has no descriptors of its own.
+        let (request, watch) =
+            tonic_blueprint_core::watch_shared(request, crate::record::start(metrics));
+        // For the layers further in; the kind for a logging layer without descriptors.
         if let Some(observer) = request.extensions().get::<CallObserver>() {
+            observer.note_identity(id);
             observer.note_kind(kind);
         }
         ResponseFuture::new(watch, self.inner.call(request))

@@ -221,9 +221,7 @@ impl TraceContext {
     /// one stored on its own.
     pub fn from_extensions(extensions: &http::Extensions) -> Option<&Self> {
         extensions.get::<Self>().or_else(|| {
-            extensions
-                .get::<crate::CurrentCall>()
-                .map(crate::CurrentCall::trace)
+            crate::CurrentCall::from_extensions(extensions).map(crate::CurrentCall::trace)
         })
     }
 
