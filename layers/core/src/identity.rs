@@ -163,7 +163,7 @@ impl fmt::Debug for RpcIdentity {
 ///
 /// The HTTP/2 request does not say whether a call streams, so the kind comes from the
 /// service descriptors or from configuration. A layer that knows it notes it in the call's
-/// [`CallObserver`](crate::observer::CallObserver); a layer further in finds it with
+/// [`CallObserver`]; a layer further in finds it with
 /// [`RpcKind::of`], which also honours an `RpcKind` you insert in the request extensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[repr(u8)]
@@ -193,7 +193,7 @@ impl RpcKind {
     }
 
     /// The kind of the call of `extensions`: an `RpcKind` in them, else the kind noted in
-    /// the call's [`CallObserver`](crate::observer::CallObserver), else `Unknown`.
+    /// the call's [`CallObserver`], else `Unknown`.
     pub fn of(extensions: &http::Extensions) -> Self {
         if let Some(kind) = extensions.get::<Self>() {
             return *kind;

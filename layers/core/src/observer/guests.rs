@@ -9,7 +9,7 @@ use tonic::Code;
 
 /// A hook that one shared value serves for every call, such as a method's metric handles:
 /// it keeps nothing per call but when the call started, so attaching it allocates nothing
-/// ([`watch_shared`]), where a [`CallHook`] joining a call is boxed.
+/// ([`watch_shared`](super::watch_shared)), where a [`CallHook`] joining a call is boxed.
 pub trait SharedCallHook: Send + Sync + 'static {
     /// `count` more complete request messages arrived.
     fn on_messages_received(&self, _count: u64) {}
