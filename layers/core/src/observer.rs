@@ -373,15 +373,43 @@ impl Drop for Watch {
 /// starts one (wrapping the request body once to count its messages) when this layer is the
 /// outermost that watches.
 pub fn watch<B>(
-    mut request: http::Request<B>,
+    request: http::Request<B>,
     hook: impl CallHook,
 ) -> (http::Request<tonic::body::Body>, Watch)
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<crate::BoxError>,
 {
+    start_or_join(request, hook, CallObserver::attach)
+}
+
+/// [`watch`] for a [`SharedCallHook`]: the hook rides in the call's observer without an
+/// allocation of its own, whether it starts the observer or joins it.
+pub fn watch_shared<B>(
+    request: http::Request<B>,
+    hook: Arc<dyn SharedCallHook>,
+) -> (http::Request<tonic::body::Body>, Watch)
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<crate::BoxError>,
+{
+    start_or_join(request, SharedGuest::new(hook), |observer, guest| {
+        observer.join(guest, Guest::Shared)
+    })
+}
+
+/// Joins the observer of `request` with `join`, or starts one owned by `hook`.
+fn start_or_join<B, H: CallHook>(
+    mut request: http::Request<B>,
+    hook: H,
+    join: impl FnOnce(&CallObserver, H),
+) -> (http::Request<tonic::body::Body>, Watch)
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<crate::BoxError>,
+{
     if let Some(observer) = request.extensions().get::<CallObserver>() {
-        observer.attach(hook);
+        join(observer, hook);
         let request = request.map(crate::tonic_body);
         return (request, Watch { owner: None });
     }
@@ -395,24 +423,6 @@ where
             owner: Some(observer),
         },
     )
-}
-
-/// [`watch`] for a [`SharedCallHook`]: the hook rides in the call's observer without an
-/// allocation of its own, whether it starts the observer or joins it.
-pub fn watch_shared<B>(
-    request: http::Request<B>,
-    hook: Arc<dyn SharedCallHook>,
-) -> (http::Request<tonic::body::Body>, Watch)
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<crate::BoxError>,
-{
-    if let Some(observer) = request.extensions().get::<CallObserver>() {
-        observer.attach_shared(hook);
-        let request = request.map(crate::tonic_body);
-        return (request, Watch { owner: None });
-    }
-    watch(request, SharedGuest::new(hook))
 }
 
 #[cfg(test)]
