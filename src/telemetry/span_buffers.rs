@@ -54,11 +54,10 @@ mod tests {
         assert!(again.is_empty());
         assert_eq!(again.as_ptr(), pointer, "the same buffer, reused");
 
-        let huge = String::with_capacity(KEEP + 1);
-        let huge_pointer = huge.as_ptr();
-        give(huge);
+        // Not kept: the next string is a new one of the usual room. (Its address says
+        // nothing: the allocator may hand the freed huge buffer's memory out again.)
+        give(String::with_capacity(KEEP + 1));
         let next = take();
-        assert_ne!(next.as_ptr(), huge_pointer);
-        assert!(next.capacity() >= CAPACITY);
+        assert_eq!(next.capacity(), CAPACITY);
     }
 }
