@@ -17,6 +17,7 @@
 //! preset stack), and grows each span's field string from empty; this writes into a plain
 //! `String` (BENCHMARKS.md has what each costs).
 
+use super::field_keys::Keys;
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use tracing::field::{Field, Visit};
@@ -82,7 +83,8 @@ where
             return;
         };
         let mut fields = super::span_buffers::take();
-        attrs.record(&mut FieldWriter::new(&mut fields, true));
+        let keys = Keys::of(attrs.metadata());
+        attrs.record(&mut FieldWriter::new(&mut fields, true, keys));
         // A span without trace ids of its own inside one that has them (a handler's own
         // span inside the call's): its lines carry the call's, as every line of a call must.
         let inherited = if attrs.metadata().fields().field(TRACE_ID).is_some() {
@@ -120,7 +122,8 @@ where
             return;
         };
         let mut added = String::new();
-        values.record(&mut FieldWriter::new(&mut added, true));
+        let keys = Keys::of(span.metadata());
+        values.record(&mut FieldWriter::new(&mut added, true, keys));
         let mut extensions = span.extensions_mut();
         match extensions.get_mut::<SpanFields>() {
             Some(current) => current.0 = merge(&current.0, &added),
@@ -161,7 +164,7 @@ where
     line.push_str("\",\"level\":\"");
     line.push_str(meta.level().as_str());
     line.push('"');
-    event.record(&mut FieldWriter::new(line, false));
+    event.record(&mut FieldWriter::new(line, false, Keys::of(meta)));
     line.push_str(",\"target\":");
     push_str_value(line, meta.target());
     if let Some(span) = ctx.event_span(event) {
@@ -247,22 +250,24 @@ fn string_end(bytes: &[u8], open: usize) -> usize {
 struct FieldWriter<'a> {
     out: &'a mut String,
     first: bool,
+    /// The callsite's keys, written once.
+    keys: Keys,
 }
 
 impl<'a> FieldWriter<'a> {
-    fn new(out: &'a mut String, first: bool) -> Self {
-        Self { out, first }
+    fn new(out: &'a mut String, first: bool, keys: Keys) -> Self {
+        Self { out, first, keys }
     }
 
     fn key(&mut self, field: &Field) {
-        let open = if std::mem::take(&mut self.first) {
-            "\""
-        } else {
-            ",\""
-        };
-        self.out.push_str(open);
-        push_escaped(self.out, field.name());
-        self.out.push_str("\":");
+        if !std::mem::take(&mut self.first) {
+            self.out.push(',');
+        }
+        match self.keys.get(field) {
+            Some(key) => self.out.push_str(key),
+            // A field of another callsite (none that tracing passes): written as it comes.
+            None => super::field_keys::push_key(self.out, field.name()),
+        }
     }
 
     /// A value through its `Display` or `Debug` text, as a JSON string.
@@ -320,6 +325,9 @@ impl Visit for FieldWriter<'_> {
             self.out.push_str("null");
             return;
         }
+        if push_thousandths(self.out, value) {
+            return;
+        }
         let mut buffer = ryu::Buffer::new();
         let text = buffer.format_finite(value);
         self.out.push_str(text.strip_suffix(".0").unwrap_or(text));
@@ -328,6 +336,41 @@ impl Visit for FieldWriter<'_> {
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         self.text(field, format_args!("{value}"));
     }
+}
+
+/// Writes `value` when it is a whole number of thousandths (the `*.time_ms` fields: whole
+/// microseconds over 1000), from the integer, and says whether it did. The text is ryu's:
+/// `value` is the double nearest to `k / 1000`, and below 10^15 thousandths no shorter
+/// decimal reads back as the same double, so the shortest text is `k / 1000` itself. Four
+/// times cheaper than ryu, on every call's finishing line.
+fn push_thousandths(out: &mut String, value: f64) -> bool {
+    const LIMIT: f64 = 1e15;
+    if !value.is_sign_positive() {
+        return false;
+    }
+    let thousandths = (value * 1000.0).round();
+    if !(thousandths < LIMIT && thousandths / 1000.0 == value) {
+        return false;
+    }
+    // Exact: a whole number below 10^15.
+    let thousandths = thousandths as u64;
+    let mut digits = itoa::Buffer::new();
+    out.push_str(digits.format(thousandths / 1000));
+    let fraction = thousandths % 1000;
+    if fraction != 0 {
+        let text = [
+            b'.',
+            b'0' + (fraction / 100) as u8,
+            b'0' + (fraction / 10 % 10) as u8,
+            b'0' + (fraction % 10) as u8,
+        ];
+        let end = text
+            .iter()
+            .rposition(|&digit| digit != b'0')
+            .map_or(0, |i| i + 1);
+        out.push_str(std::str::from_utf8(&text[..end]).unwrap_or_default());
+    }
+    true
 }
 
 /// `now` in RFC 3339, UTC, with microseconds, as tracing-subscriber writes it
@@ -391,12 +434,10 @@ fn needs_escaping(s: &str) -> bool {
     };
     let bytes = s.as_bytes();
     if bytes.len() < 8 {
-        // Padded with spaces, which need no escaping.
-        let mut chunk = [b' '; 8];
-        if let Some(head) = chunk.get_mut(..bytes.len()) {
-            head.copy_from_slice(bytes);
-        }
-        return special(chunk);
+        // Byte by byte: padding a short string to a word took a `memcpy` call.
+        return bytes
+            .iter()
+            .any(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\');
     }
     let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
@@ -415,7 +456,7 @@ fn needs_escaping(s: &str) -> bool {
 /// `s` as the inside of a JSON string. The check inlines at each of the forty-odd strings a
 /// call writes; the escaping itself, almost never needed, stays out of line.
 #[inline]
-fn push_escaped(out: &mut String, s: &str) {
+pub(crate) fn push_escaped(out: &mut String, s: &str) {
     if needs_escaping(s) {
         push_escaped_slow(out, s);
     } else {
@@ -611,6 +652,54 @@ mod tests {
         assert_eq!(lines[1]["span"]["code"], "OK");
         assert_eq!(lines[1]["span"]["n"], 2);
         assert_eq!(lines[1]["span"]["name"], "call");
+    }
+
+    #[test]
+    fn thousandths_are_written_as_ryu_writes_them() {
+        let ryu_text = |value: f64| {
+            let mut buffer = ryu::Buffer::new();
+            let text = buffer.format_finite(value).to_owned();
+            text.strip_suffix(".0").map(str::to_owned).unwrap_or(text)
+        };
+        let large = [
+            999_999_999_999_999u64,
+            123_456_789_012_345,
+            10u64.pow(14) + 7,
+        ];
+        for micros in (0..200_000u64)
+            .chain((0..2_000).map(|i| i * 7_919_113))
+            .chain(large)
+        {
+            let value = micros as f64 / 1000.0;
+            let mut out = String::new();
+            assert!(push_thousandths(&mut out, value), "{micros}");
+            assert_eq!(out, ryu_text(value), "{micros}");
+        }
+        // Not thousandths, negative or past the limit: left to ryu.
+        for value in [0.0001, 1.0 / 3.0, -1.5, -0.0, 1e15, 2.5e20] {
+            assert!(!push_thousandths(&mut String::new(), value), "{value}");
+        }
+    }
+
+    #[test]
+    fn keys_are_escaped_once_and_stay_right_on_every_line_of_a_callsite() {
+        let lines = lines(|| {
+            for n in 0..3u64 {
+                let span =
+                    tracing::info_span!("keyed", "we\"ird\\key" = n, later = tracing::field::Empty);
+                let _entered = span.enter();
+                span.record("later", n);
+                tracing::info!("tab\tkey" = n, plain = "v", "line {n}");
+            }
+        });
+        assert_eq!(lines.len(), 3);
+        for (n, line) in lines.iter().enumerate() {
+            assert_eq!(line["tab\tkey"], n);
+            assert_eq!(line["plain"], "v");
+            assert_eq!(line["message"], format!("line {n}"));
+            assert_eq!(line["span"]["we\"ird\\key"], n);
+            assert_eq!(line["span"]["later"], n);
+        }
     }
 
     #[test]

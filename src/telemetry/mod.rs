@@ -36,6 +36,7 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+mod field_keys;
 mod json;
 #[cfg(feature = "otel")]
 pub mod otel;

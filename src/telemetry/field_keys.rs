@@ -1,0 +1,85 @@
+//! The `"name":` text of every field of a callsite, escaped once per thread and callsite
+//! instead of for every field of every line.
+//!
+//! A field's name is the same `&'static str` on every line its callsite writes, yet checking
+//! and copying it piece by piece (the opening quote, the name, the closing `":`) was the
+//! largest single cost of the JSON format: about 17 keys a call through the logging layer,
+//! 2,800 instructions a call, more than the values (BENCHMARKS.md, "Instructions per call").
+//! Here each callsite's keys are written once into one table, and a line copies each key
+//! whole.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use tracing::Metadata;
+use tracing::callsite::Identifier;
+use tracing::field::Field;
+
+/// The keys of one callsite's fields, by field index.
+struct Table {
+    callsite: Identifier,
+    /// `"name":` for each field, the name escaped as a JSON string.
+    keys: Box<[Box<str>]>,
+}
+
+/// The keys of the callsite a [`FieldWriter`](super::json) writes the fields of.
+#[derive(Clone, Default)]
+pub(crate) struct Keys(Option<Rc<Table>>);
+
+impl Keys {
+    /// The keys of `metadata`'s callsite, written the first time this thread sees it.
+    pub(crate) fn of(metadata: &Metadata<'_>) -> Self {
+        thread_local! {
+            // Bounded by the program: one entry per callsite (static) whose fields this
+            // thread wrote.
+            static TABLES: RefCell<HashMap<Identifier, Rc<Table>, foldhash::fast::FixedState>> =
+                RefCell::new(HashMap::with_hasher(foldhash::fast::FixedState::default()));
+        }
+        let callsite = metadata.callsite();
+        TABLES
+            .try_with(|tables| {
+                // Only borrowed for the lookup: nothing here logs.
+                let mut tables = tables.try_borrow_mut().ok()?;
+                if let Some(table) = tables.get(&callsite) {
+                    return Some(table.clone());
+                }
+                let table = Rc::new(Table {
+                    callsite: callsite.clone(),
+                    keys: metadata
+                        .fields()
+                        .iter()
+                        .map(|field| key_text(field.name()))
+                        .collect(),
+                });
+                tables.insert(callsite, table.clone());
+                Some(table)
+            })
+            .ok()
+            .flatten()
+            .map_or_else(Self::default, |table| Self(Some(table)))
+    }
+
+    /// `field`'s `"name":`, when it is a field of this callsite.
+    #[inline]
+    pub(crate) fn get(&self, field: &Field) -> Option<&str> {
+        let table = self.0.as_ref()?;
+        if field.callsite() != table.callsite {
+            return None;
+        }
+        table.keys.get(field.index()).map(|key| &**key)
+    }
+}
+
+/// `"name":`, the name escaped.
+fn key_text(name: &str) -> Box<str> {
+    let mut key = String::with_capacity(name.len() + 3);
+    push_key(&mut key, name);
+    key.into_boxed_str()
+}
+
+/// Appends `"name":`, the name escaped.
+pub(crate) fn push_key(out: &mut String, name: &str) {
+    out.push('"');
+    super::json::push_escaped(out, name);
+    out.push_str("\":");
+}
