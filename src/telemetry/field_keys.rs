@@ -17,9 +17,8 @@ use tracing::field::Field;
 
 /// The keys of one callsite's fields, by field index.
 struct Table {
-    callsite: Identifier,
-    /// `"name":` for each field, the name escaped as a JSON string.
-    keys: Box<[Box<str>]>,
+    /// Each field's name, and `"name":` with the name escaped as a JSON string.
+    keys: Box<[(&'static str, Box<str>)]>,
 }
 
 /// The keys of the callsite a [`FieldWriter`](super::json) writes the fields of.
@@ -44,11 +43,10 @@ impl Keys {
                     return Some(table.clone());
                 }
                 let table = Rc::new(Table {
-                    callsite: callsite.clone(),
                     keys: metadata
                         .fields()
                         .iter()
-                        .map(|field| key_text(field.name()))
+                        .map(|field| (field.name(), key_text(field.name())))
                         .collect(),
                 });
                 tables.insert(callsite, table.clone());
@@ -59,14 +57,14 @@ impl Keys {
             .map_or_else(Self::default, |table| Self(Some(table)))
     }
 
-    /// `field`'s `"name":`, when it is a field of this callsite.
+    /// `field`'s `"name":`, when the table holds that very name at the field's index. The
+    /// check is on the name itself (its address and length), not the callsite: a key is
+    /// made from the name alone, so it cannot be wrong even for a field of another
+    /// callsite, or of a callsite whose metadata is built anew with the same identifier.
     #[inline]
     pub(crate) fn get(&self, field: &Field) -> Option<&str> {
-        let table = self.0.as_ref()?;
-        if field.callsite() != table.callsite {
-            return None;
-        }
-        table.keys.get(field.index()).map(|key| &**key)
+        let (name, key) = self.0.as_ref()?.keys.get(field.index())?;
+        std::ptr::eq(*name, field.name()).then_some(&**key)
     }
 }
 
@@ -82,4 +80,26 @@ pub(crate) fn push_key(out: &mut String, name: &str) {
     out.push('"');
     super::json::push_escaped(out, name);
     out.push_str("\":");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_only_given_for_the_very_name_it_was_made_from() {
+        tracing::subscriber::with_default(tracing_subscriber::registry(), || {
+            let a = tracing::info_span!("a", first = 1, "we\"ird" = 2);
+            let b = tracing::info_span!("b", other = 1, more = 2);
+            let (a, b) = (a.metadata().expect("a"), b.metadata().expect("b"));
+            let weird = a.fields().field("we\"ird").expect("field");
+            assert_eq!(Keys::of(a).get(&weird), Some(r#""we\"ird":"#));
+            // Found again, the same.
+            assert_eq!(Keys::of(a).get(&weird), Some(r#""we\"ird":"#));
+            // The same index in another callsite is another name: no key from this table.
+            let more = b.fields().field("more").expect("field");
+            assert_eq!(Keys::of(a).get(&more), None);
+            assert_eq!(Keys::of(b).get(&more), Some(r#""more":"#));
+        });
+    }
 }
