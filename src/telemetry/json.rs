@@ -265,7 +265,8 @@ impl<'a> FieldWriter<'a> {
         }
         match self.keys.get(field) {
             Some(key) => self.out.push_str(key),
-            // A field of another callsite (none that tracing passes): written as it comes.
+            // Not in the callsite's table (a field of another callsite, or the thread's
+            // tables already gone as it exits): written as it comes.
             None => super::field_keys::push_key(self.out, field.name()),
         }
     }
@@ -358,17 +359,19 @@ fn push_thousandths(out: &mut String, value: f64) -> bool {
     out.push_str(digits.format(thousandths / 1000));
     let fraction = thousandths % 1000;
     if fraction != 0 {
-        let text = [
-            b'.',
-            b'0' + (fraction / 100) as u8,
-            b'0' + (fraction / 10 % 10) as u8,
-            b'0' + (fraction % 10) as u8,
-        ];
-        let end = text
-            .iter()
-            .rposition(|&digit| digit != b'0')
-            .map_or(0, |i| i + 1);
-        out.push_str(std::str::from_utf8(&text[..end]).unwrap_or_default());
+        // Three digits, the trailing zeros left out (`.5`, not `.500`).
+        let digits = [fraction / 100, fraction / 10 % 10, fraction % 10];
+        let kept = if fraction.is_multiple_of(100) {
+            1
+        } else if fraction.is_multiple_of(10) {
+            2
+        } else {
+            3
+        };
+        out.push('.');
+        for digit in &digits[..kept] {
+            out.push(char::from(b'0' + *digit as u8));
+        }
     }
     true
 }

@@ -81,8 +81,8 @@ impl RpcIdentity {
         self.split == 0
     }
 
-    /// The identity a layer already stored for the call: in the request extensions, or
-    /// noted in the call's [`CallObserver`].
+    /// The identity a layer already stored for the call: noted in the call's
+    /// [`CallObserver`], or in the request extensions.
     ///
     /// The observer is looked at first: under a watching layer (the preset's logging and
     /// metrics) that is where the identity is, and each layer's lookup costs one search of
