@@ -16,6 +16,11 @@
 //! - `only-<layer>`: bare tonic (as `bare`) with that one layer, configured as the preset
 //!   configures it, added with `Server::builder().layer(...)`: what one layer costs a plain
 //!   tonic server.
+//! - `glue-trace`: bare tonic (as `bare`) with what a service glues together for the same
+//!   line per call without the kit: tower-http's `TraceLayer::new_for_grpc()` (its span and
+//!   its end-of-stream event at info) and tracing-subscriber's JSON formatter writing through
+//!   tracing-appender's non-blocking writer to `LOG_DIR/glue.log` (in place of the kit's
+//!   logging, for this variant only). The baseline the `only-logging` row is read against.
 //!
 //! Everything else comes from the kit's variables (`GRPC_ADDR`, `METRICS_ADDR`, `LOG_LEVEL`,
 //! `LOG_FORMAT`, `LOG_DIR`, `RATE_LIMIT_PER_MINUTE`, `AUTH_JWT_SECRET`, ...). Logging is
@@ -100,6 +105,30 @@ macro_rules! serve_tonic {
     };
 }
 
+/// The `glue-trace` variant's logging, as a service sets it up with tracing-subscriber and
+/// tracing-appender alone: JSON lines at `LOG_LEVEL` to `LOG_DIR/glue.log` through the
+/// non-blocking writer (its defaults: lossy, 128,000 lines buffered), the current span on
+/// each line as the kit writes it (not the span list as well).
+fn init_glue_logging(
+    config: &tonic_blueprint::config::BlueprintConfig,
+) -> Result<tracing_appender::non_blocking::WorkerGuard, Box<dyn std::error::Error>> {
+    let dir = config
+        .logging
+        .dir()
+        .ok_or("the glue-trace variant logs to a file: set LOG_DIR")?;
+    let level: tracing::Level = config.logging.level.trim().parse()?;
+    let (writer, guard) =
+        tracing_appender::non_blocking(tracing_appender::rolling::never(dir, "glue.log"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_span_list(false)
+        .with_max_level(level)
+        .with_writer(writer)
+        .try_init()
+        .map_err(|err| err.to_string())?;
+    Ok(guard)
+}
+
 /// A preset layer the configuration left out.
 fn present<L>(layer: Option<L>, name: &str) -> Result<L, Box<dyn std::error::Error>> {
     layer.ok_or_else(|| format!("the preset has no {name} layer in this configuration").into())
@@ -124,7 +153,13 @@ async fn bare_listener(
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let variant = std::env::var("BENCH_VARIANT").unwrap_or_else(|_| "preset".to_owned());
     let config = Loader::from_env().load()?;
-    let _logs = init_logging(&config)?;
+    // Whichever logging the variant set up, kept until the server stopped (both flush on
+    // drop).
+    let _logs: Box<dyn std::any::Any> = if variant == "glue-trace" {
+        Box::new(init_glue_logging(&config)?)
+    } else {
+        Box::new(init_logging(&config)?)
+    };
     // Listening before the address is printed: a SIGTERM right after it stops gracefully.
     let stop = shutdown_signal();
     let service = TestService::default();
@@ -135,6 +170,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "bare" => {
             let listener = bare_listener(&config).await?;
             serve_tonic!(tonic::transport::Server::builder(), routes, listener, stop);
+        }
+        "glue-trace" => {
+            use tower_http::trace::{DefaultMakeSpan, DefaultOnEos, TraceLayer};
+            let trace = TraceLayer::new_for_grpc()
+                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+                .on_eos(DefaultOnEos::new().level(tracing::Level::INFO));
+            let listener = bare_listener(&config).await?;
+            serve_tonic!(
+                tonic::transport::Server::builder().layer(trace),
+                routes,
+                listener,
+                stop
+            );
         }
         only if only.starts_with("only-") => {
             let name = &only["only-".len()..];

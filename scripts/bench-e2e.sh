@@ -12,12 +12,14 @@
 #   HS256 bearer token on every request, plus a without-auth row) GO (1; 0 = no Go rows)
 #   SERVER_CPU (0) LOAD_CPU (1) PORT (50181) METRICS_PORT (50184) OUTDIR (/tmp/bench-e2e)
 #   NO_BUILD (0; 1 = use the release binary already built) GO_PEER_DIR GO_PEER_BIN
-#   ONLY (1; 0 = no only-<layer> rows)
+#   ONLY (1; 0 = no only-<layer> rows) GLUE (1; 0 = no glue-trace row)
 #
 # Variants: bare (plain tonic), empty (the kit's server, empty stack), preset (info JSON logs
 # to a file), preset-warn (LOG_LEVEL=warn), without-<layer> (the preset minus one layer),
 # only-<layer> (bare tonic plus that one layer, `Server::builder().layer(..)`; ONLY=0 leaves
-# these rows out),
+# these rows out), glue-trace (bare tonic with tower-http's TraceLayer and tracing-subscriber's
+# JSON through tracing-appender: the per-call log line glued without the kit, the baseline of
+# only-logging; GLUE=0 leaves it out),
 # go-bare and go-chain (../shared/peers/go-blueprint, when its binary is there or can be built).
 # A kit variant with `-tls` appended (empty-tls, preset-warn-tls, ...) serves over TLS 1.3
 # (TLS_CERT_FILE/TLS_KEY_FILE: an ECDSA P-256 certificate made here with openssl) and h2load
@@ -92,6 +94,7 @@ if [ -z "${VARIANTS:-}" ]; then
   if [ "${ONLY:-1}" = 1 ]; then
     for layer in $layers; do VARIANTS="$VARIANTS only-$layer"; done
   fi
+  [ "${GLUE:-1}" = 1 ] && VARIANTS="$VARIANTS glue-trace"
   [ "$go_rows" = 1 ] && VARIANTS="$VARIANTS go-bare go-chain"
 fi
 read -r -a VARIANT_LIST <<< "$VARIANTS"
@@ -260,15 +263,16 @@ for round in $(seq "$ROUNDS"); do
     # the calls' lines. A run whose log lost lines does not count: its rate would be bought
     # with lost lines.
     read -r log_lines dropped_lines call_lines < <(find "$logdir" -type f -exec zcat -f {} + 2> /dev/null \
-      | awk '/"finished call"/ { calls++ }
+      | awk '/"finished call"|"end of stream"/ { calls++ }
              match($0, /"message":"[0-9]+ log lines dropped/) { dropped += substr($0, RSTART + 11, RLENGTH - 28) }
              END { print NR + 0, dropped + 0, calls + 0 }')
     # The rows that log every call at info: the preset, logging alone, the preset without
-    # any other layer.
+    # any other layer, and tower-http's line per call (its "end of stream" event; its writer
+    # drops lines silently when 128,000 wait, which this check catches).
     logged_calls=-
     case "${variant%-tls}" in
       without-logging) ;;
-      preset | only-logging | without-*) logged_calls=$call_lines ;;
+      preset | only-logging | without-* | glue-trace) logged_calls=$call_lines ;;
     esac
     log_bytes=$(du -sb "$logdir" | cut -f1)
     rm -rf "$logdir"
